@@ -1,0 +1,3 @@
+//! scwd-metad: the project's own Scaleway metadata service, for the lab.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Parser for /etc/scwd.conf.

@@ -1,0 +1,17 @@
+//! scwd: signal "booted" to the Scaleway metadata service and configure
+//! the instance's IPv6 address and default route, the OpenBSD way.
+//!
+//! Data flows one way: HTTP bytes ([`fetch`]) → [`metadata`] → a validated
+//! [`plan::Plan`] → a [`net::Backend`] that talks to the kernel. The plan
+//! is the only thing that crosses the process boundary ([`privsep`]).
+
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod fetch;
+pub mod logger;
+pub mod metadata;
+pub mod net;
+pub mod plan;
+pub mod privsep;
+pub mod sandbox;

@@ -1,0 +1,1 @@
+//! The metadata document, as much of it as scwd reads.

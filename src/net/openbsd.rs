@@ -1,0 +1,1 @@
+//! OpenBSD backend: ioctl and routing socket.

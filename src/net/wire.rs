@@ -1,0 +1,1 @@
+//! OpenBSD kernel structures and routing messages, pure and host-tested.

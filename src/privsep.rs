@@ -1,0 +1,1 @@
+//! Privilege separation: fork, privilege drop, framed messages.

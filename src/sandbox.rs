@@ -1,0 +1,1 @@
+//! pledge(2) and unveil(2); no-ops elsewhere.
