@@ -3,6 +3,10 @@
 use std::fmt;
 use std::net::Ipv6Addr;
 
+use serde_json::Value;
+
+use crate::metadata::{IpEntry, IpFields, Metadata};
+
 /// Most addresses one plan may hold; a Scaleway instance has a handful.
 pub const MAX_ADDRESSES: usize = 16;
 
@@ -30,4 +34,414 @@ pub struct Plan {
     pub addresses: Vec<Ipv6Net>,
     /// The IPv6 default gateway; may be link-local.
     pub default_gateway: Option<Ipv6Addr>,
+}
+
+/// Why metadata could not be turned into a plan. `source` names the entry,
+/// e.g. `public_ips[2]` or `ipv6`; values from the service are quoted and
+/// escaped so a hostile one cannot forge log lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanError {
+    /// An IPv6 entry that is not a JSON object.
+    NotAnObject {
+        /// Which entry.
+        source: String,
+    },
+    /// A field scwd needs is absent or null.
+    Missing {
+        /// Which entry.
+        source: String,
+        /// Which field.
+        field: &'static str,
+    },
+    /// `address` is not an IPv6 address.
+    BadAddress {
+        /// Which entry.
+        source: String,
+        /// The value, escaped.
+        value: String,
+    },
+    /// `address` is an IPv6 address but not a global unicast one.
+    NotGlobal {
+        /// Which entry.
+        source: String,
+        /// The address.
+        addr: Ipv6Addr,
+        /// What it is instead, e.g. `link-local`.
+        kind: &'static str,
+    },
+    /// `netmask` is not a prefix length 1..=128.
+    BadPrefix {
+        /// Which entry.
+        source: String,
+        /// The value, escaped.
+        value: String,
+    },
+    /// `gateway` is not an IPv6 address.
+    BadGateway {
+        /// Which entry.
+        source: String,
+        /// The value, escaped.
+        value: String,
+    },
+    /// `gateway` is unspecified or multicast.
+    GatewayNotUnicast {
+        /// Which entry.
+        source: String,
+        /// The gateway.
+        gateway: Ipv6Addr,
+    },
+    /// `gateway` is the address itself.
+    GatewayIsAddress {
+        /// Which entry.
+        source: String,
+        /// The gateway.
+        gateway: Ipv6Addr,
+    },
+    /// A global `gateway` outside the address's prefix: not on-link.
+    GatewayOffLink {
+        /// Which entry.
+        source: String,
+        /// The gateway.
+        gateway: Ipv6Addr,
+        /// The address and prefix it should be in.
+        net: Ipv6Net,
+    },
+    /// More distinct addresses than [`MAX_ADDRESSES`].
+    TooManyAddresses(usize),
+    /// The interface name in a plan is not a valid one.
+    BadInterface(String),
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanError::NotAnObject { source } => write!(f, "{source}: not an object"),
+            PlanError::Missing { source, field } => write!(f, "{source}: no {field}"),
+            PlanError::BadAddress { source, value } => {
+                write!(f, "{source}: address {value}: not an IPv6 address")
+            }
+            PlanError::NotGlobal { source, addr, kind } => {
+                write!(
+                    f,
+                    "{source}: address {addr}: {kind}, not a global unicast address"
+                )
+            }
+            PlanError::BadPrefix { source, value } => {
+                write!(f, "{source}: netmask {value}: not a prefix length 1 to 128")
+            }
+            PlanError::BadGateway { source, value } => {
+                write!(f, "{source}: gateway {value}: not an IPv6 address")
+            }
+            PlanError::GatewayNotUnicast { source, gateway } => {
+                write!(f, "{source}: gateway {gateway}: not a unicast address")
+            }
+            PlanError::GatewayIsAddress { source, gateway } => {
+                write!(f, "{source}: gateway {gateway}: is the address itself")
+            }
+            PlanError::GatewayOffLink {
+                source,
+                gateway,
+                net,
+            } => {
+                write!(
+                    f,
+                    "{source}: gateway {gateway}: neither link-local nor inside {net}"
+                )
+            }
+            PlanError::TooManyAddresses(n) => {
+                write!(
+                    f,
+                    "{n} IPv6 addresses, more than the {MAX_ADDRESSES} scwd configures"
+                )
+            }
+            PlanError::BadInterface(name) => write!(f, "invalid interface name {name:?}"),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+/// A plan and the remarks made while building it (a different gateway on
+/// a later entry, an address listed twice), for the caller to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    /// The validated plan.
+    pub plan: Plan,
+    /// One line each, lower case, no trailing period.
+    pub notes: Vec<String>,
+}
+
+/// Turns metadata into a plan for `interface`. Pure: no I/O, no logging.
+///
+/// Sources, in this order: `public_ips` entries of family `inet6`, then
+/// `public_ips_v6`, then the legacy `ipv6` object. One bad IPv6 entry
+/// refuses the whole plan, so the machine is never half-configured.
+pub fn from_metadata(meta: &Metadata, interface: &str) -> Result<Built, PlanError> {
+    if !valid_interface(interface) {
+        return Err(PlanError::BadInterface(interface.to_string()));
+    }
+    let mut entries: Vec<(String, &IpFields)> = Vec::new();
+    for (i, e) in meta.public_ips.iter().flatten().enumerate() {
+        // Entries of other families are not ours to judge.
+        if let IpEntry::Object(f) = e {
+            if f.family.as_ref().and_then(Value::as_str) == Some("inet6") {
+                entries.push((format!("public_ips[{i}]"), f));
+            }
+        }
+    }
+    for (i, e) in meta.public_ips_v6.iter().flatten().enumerate() {
+        let source = format!("public_ips_v6[{i}]");
+        match e {
+            IpEntry::Object(f) => match f.family.as_ref().and_then(Value::as_str) {
+                None | Some("inet6") => entries.push((source, f)),
+                Some(_) => {}
+            },
+            IpEntry::NotObject => return Err(PlanError::NotAnObject { source }),
+        }
+    }
+    match &meta.ipv6 {
+        Some(IpEntry::Object(f)) => entries.push(("ipv6".to_string(), f)),
+        Some(IpEntry::NotObject) => {
+            return Err(PlanError::NotAnObject {
+                source: "ipv6".to_string(),
+            });
+        }
+        None => {}
+    }
+
+    let mut plan = Plan {
+        interface: interface.to_string(),
+        addresses: Vec::new(),
+        default_gateway: None,
+    };
+    let mut notes = Vec::new();
+    for (source, fields) in &entries {
+        let (net, gateway) = read_entry(source, fields)?;
+        match plan.addresses.iter().find(|n| n.addr == net.addr) {
+            Some(first) if first.prefixlen != net.prefixlen => notes.push(format!(
+                "{source}: {} listed again as /{}, keeping /{}",
+                net.addr, net.prefixlen, first.prefixlen
+            )),
+            Some(_) => {}
+            None => plan.addresses.push(net),
+        }
+        match (plan.default_gateway, gateway) {
+            (None, Some(gw)) => plan.default_gateway = Some(gw),
+            (Some(first), Some(gw)) if first != gw => notes.push(format!(
+                "{source}: gateway {gw} ignored, default route via {first}"
+            )),
+            _ => {}
+        }
+    }
+    if plan.addresses.len() > MAX_ADDRESSES {
+        return Err(PlanError::TooManyAddresses(plan.addresses.len()));
+    }
+    Ok(Built { plan, notes })
+}
+
+/// Reads and checks one IPv6 entry: address and netmask required,
+/// gateway optional.
+fn read_entry(source: &str, f: &IpFields) -> Result<(Ipv6Net, Option<Ipv6Addr>), PlanError> {
+    let src = || source.to_string();
+    let missing = |field| PlanError::Missing {
+        source: src(),
+        field,
+    };
+    let address = f
+        .address
+        .as_ref()
+        .filter(|v| !v.is_null())
+        .ok_or(missing("address"))?;
+    let addr = address
+        .as_str()
+        .and_then(|s| s.parse::<Ipv6Addr>().ok())
+        .ok_or_else(|| PlanError::BadAddress {
+            source: src(),
+            value: quote(address),
+        })?;
+    if let Some(kind) = not_global(addr) {
+        return Err(PlanError::NotGlobal {
+            source: src(),
+            addr,
+            kind,
+        });
+    }
+    let netmask = f
+        .netmask
+        .as_ref()
+        .filter(|v| !v.is_null())
+        .ok_or(missing("netmask"))?;
+    let prefixlen = prefix_length(netmask).ok_or_else(|| PlanError::BadPrefix {
+        source: src(),
+        value: quote(netmask),
+    })?;
+    let net = Ipv6Net { addr, prefixlen };
+    let gateway = match f.gateway.as_ref().filter(|v| !v.is_null()) {
+        None => None,
+        Some(v) => {
+            let gw = v
+                .as_str()
+                .and_then(|s| s.parse::<Ipv6Addr>().ok())
+                .ok_or_else(|| PlanError::BadGateway {
+                    source: src(),
+                    value: quote(v),
+                })?;
+            check_gateway(gw, &[net]).map_err(|e| e.at(source))?;
+            Some(gw)
+        }
+    };
+    Ok((net, gateway))
+}
+
+/// A prefix length from a decimal string (`"64"`) or a JSON integer.
+fn prefix_length(v: &Value) -> Option<u8> {
+    let n = match v {
+        Value::String(s) if (1..=3).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse::<u8>().ok()?
+        }
+        Value::Number(n) => u8::try_from(n.as_u64()?).ok()?,
+        _ => return None,
+    };
+    (1..=128).contains(&n).then_some(n)
+}
+
+/// What `addr` is when it is not a global unicast address.
+fn not_global(addr: Ipv6Addr) -> Option<&'static str> {
+    let s = addr.segments();
+    if addr.is_unspecified() {
+        Some("unspecified")
+    } else if addr.is_loopback() {
+        Some("loopback")
+    } else if addr.is_multicast() {
+        Some("multicast")
+    } else if s[0] & 0xffc0 == 0xfe80 {
+        Some("link-local")
+    } else if addr.to_ipv4_mapped().is_some() {
+        Some("IPv4-mapped")
+    } else {
+        None
+    }
+}
+
+fn is_link_local(addr: Ipv6Addr) -> bool {
+    addr.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// Whether `addr` lies inside `net`'s prefix.
+fn contains(net: &Ipv6Net, addr: Ipv6Addr) -> bool {
+    let mask = u128::MAX
+        .checked_shl(128 - u32::from(net.prefixlen))
+        .unwrap_or(0);
+    u128::from(net.addr) & mask == u128::from(addr) & mask
+}
+
+/// The gateway rule, without the entry name: unicast, not one of our
+/// addresses, and link-local or on-link for one of them.
+fn check_gateway(gw: Ipv6Addr, nets: &[Ipv6Net]) -> Result<(), PlanError> {
+    let source = String::new();
+    if gw.is_unspecified() || gw.is_multicast() {
+        return Err(PlanError::GatewayNotUnicast {
+            source,
+            gateway: gw,
+        });
+    }
+    if nets.iter().any(|n| n.addr == gw) {
+        return Err(PlanError::GatewayIsAddress {
+            source,
+            gateway: gw,
+        });
+    }
+    if is_link_local(gw) || nets.iter().any(|n| contains(n, gw)) {
+        return Ok(());
+    }
+    Err(PlanError::GatewayOffLink {
+        source,
+        gateway: gw,
+        net: nets[0],
+    })
+}
+
+impl PlanError {
+    /// Names the entry an error came from.
+    fn at(mut self, entry: &str) -> Self {
+        match &mut self {
+            PlanError::GatewayNotUnicast { source, .. }
+            | PlanError::GatewayIsAddress { source, .. }
+            | PlanError::GatewayOffLink { source, .. } => *source = entry.to_string(),
+            _ => {}
+        }
+        self
+    }
+}
+
+/// Escapes a value from the service for an error line: JSON form, at most
+/// 64 characters, so it stays one printable line.
+fn quote(v: &Value) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for c in s.chars().take(64) {
+        if c == ' ' || c.is_ascii_graphic() {
+            out.push(c);
+        } else {
+            out.extend(c.escape_default());
+        }
+    }
+    if s.chars().count() > 64 {
+        out.push_str("...");
+    }
+    out
+}
+
+fn valid_interface(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 16
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+}
+
+impl Plan {
+    /// Checks a plan that crossed a process boundary as strictly as
+    /// [`from_metadata`] built it: the parent trusts nothing the
+    /// unprivileged fetcher sends.
+    pub fn validate(&self) -> Result<(), PlanError> {
+        let source = || "plan".to_string();
+        if !valid_interface(&self.interface) {
+            return Err(PlanError::BadInterface(self.interface.clone()));
+        }
+        if self.addresses.len() > MAX_ADDRESSES {
+            return Err(PlanError::TooManyAddresses(self.addresses.len()));
+        }
+        for (i, net) in self.addresses.iter().enumerate() {
+            if let Some(kind) = not_global(net.addr) {
+                return Err(PlanError::NotGlobal {
+                    source: source(),
+                    addr: net.addr,
+                    kind,
+                });
+            }
+            if !(1..=128).contains(&net.prefixlen) {
+                return Err(PlanError::BadPrefix {
+                    source: source(),
+                    value: net.prefixlen.to_string(),
+                });
+            }
+            if self.addresses[..i].iter().any(|n| n.addr == net.addr) {
+                return Err(PlanError::BadAddress {
+                    source: source(),
+                    value: format!("{} (twice)", net.addr),
+                });
+            }
+        }
+        if let Some(gw) = self.default_gateway {
+            if self.addresses.is_empty() {
+                return Err(PlanError::Missing {
+                    source: source(),
+                    field: "address",
+                });
+            }
+            check_gateway(gw, &self.addresses).map_err(|e| e.at("plan"))?;
+        }
+        Ok(())
+    }
 }
