@@ -15,3 +15,13 @@ pub mod net;
 pub mod plan;
 pub mod privsep;
 pub mod sandbox;
+
+/// An I/O error the way strerror(3) says it, without Rust's
+/// " (os error N)" suffix: `Network is unreachable`.
+pub fn strerror(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match e.raw_os_error() {
+        Some(n) => s.trim_end_matches(&format!(" (os error {n})")).to_string(),
+        None => s,
+    }
+}

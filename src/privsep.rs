@@ -306,7 +306,10 @@ pub fn lookup_user(user: &str, chroot: &str) -> io::Result<Identity> {
 fn check(ret: libc::c_int, call: &str) -> io::Result<()> {
     if ret == -1 {
         let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("{call}: {e}")));
+        return Err(io::Error::new(
+            e.kind(),
+            format!("{call}: {}", crate::strerror(&e)),
+        ));
     }
     Ok(())
 }
