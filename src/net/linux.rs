@@ -3,8 +3,8 @@
 //! The test bed's counterpart of the OpenBSD ioctl and routing-socket
 //! backend: the same [`Plan`](crate::plan::Plan) applied through one
 //! `NETLINK_ROUTE` socket, synchronously. Messages are built by pure
-//! `create_*` functions and replies read by a pure [`read_replies`];
-//! [`LinuxBackend::transact`] is the only place that does I/O.
+//! `create_*` functions and replies read by a pure `read_replies`; one
+//! `transact` method is the only place that does I/O.
 //!
 //! scwd marks the default routes it adds with its own routing protocol
 //! number, [`RTPROT_SCWD`] (the equivalent of OpenBSD's route label
@@ -67,7 +67,7 @@ impl LinuxBackend {
         socket
             .bind_auto()
             .map_err(|e| NetError::new(interface, "bind NETLINK_ROUTE", e))?;
-        // Errors then carry only the request's header, not its body back.
+        // An NLMSG_ERROR then echoes only the request's header, not its body.
         socket
             .set_cap_ack(true)
             .map_err(|e| NetError::new(interface, "setsockopt NETLINK_CAP_ACK", e))?;
@@ -125,6 +125,24 @@ impl LinuxBackend {
         }
     }
 
+    /// Prefix length of `addr` on the interface, `None` if it is not there.
+    fn address_prefixlen(&mut self, addr: Ipv6Addr) -> io::Result<Option<u8>> {
+        let msg = RouteNetlinkMessage::GetAddress(create_addr_msg(
+            self.ifindex,
+            &Ipv6Net { addr, prefixlen: 0 },
+        ));
+        match self.transact(0, msg) {
+            Ok(replies) => Ok(replies.iter().find_map(|r| match r {
+                RouteNetlinkMessage::NewAddress(a) if a.header.index == self.ifindex => {
+                    Some(a.header.prefix_len)
+                }
+                _ => None,
+            })),
+            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn error(&self, operation: String, source: io::Error) -> NetError {
         NetError::new(&self.interface, operation, source)
     }
@@ -165,7 +183,10 @@ impl Backend for LinuxBackend {
         let msg = RouteNetlinkMessage::DelAddress(create_addr_msg(self.ifindex, net));
         match self.transact(0, msg) {
             Ok(_) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(()),
+            // Not on the interface, or the interface itself is gone.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EADDRNOTAVAIL | libc::ENODEV)) => {
+                Ok(())
+            }
             Err(e) => Err(self.error(format!("RTM_DELADDR {net}"), e)),
         }
     }
@@ -187,26 +208,6 @@ impl Backend for LinuxBackend {
             Ok(_) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
             Err(e) => Err(self.error(format!("RTM_DELROUTE default via {gateway}"), e)),
-        }
-    }
-}
-
-impl LinuxBackend {
-    /// Prefix length of `addr` on the interface, `None` if it is not there.
-    fn address_prefixlen(&mut self, addr: Ipv6Addr) -> io::Result<Option<u8>> {
-        let msg = RouteNetlinkMessage::GetAddress(create_addr_msg(
-            self.ifindex,
-            &Ipv6Net { addr, prefixlen: 0 },
-        ));
-        match self.transact(0, msg) {
-            Ok(replies) => Ok(replies.iter().find_map(|r| match r {
-                RouteNetlinkMessage::NewAddress(a) if a.header.index == self.ifindex => {
-                    Some(a.header.prefix_len)
-                }
-                _ => None,
-            })),
-            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(None),
-            Err(e) => Err(e),
         }
     }
 }
