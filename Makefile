@@ -17,7 +17,33 @@ demo:
 	${CARGO} build --release --locked
 	tests/lab/demo.sh
 
+# Install, OpenBSD layout, from an existing release build (run make first:
+# building as root is not install's job).  The rc.d script goes to /etc/rc.d
+# whatever the prefix, as packages put it there (@rcscript ${RCDIR});
+# the sample goes to the examples directory and pkg_add's @sample copies it
+# to /etc.  The daemon path in the rc.d script follows BINDIR.
+PREFIX ?=	/usr/local
+DESTDIR ?=
+BINDIR ?=	${PREFIX}/sbin
+MANDIR ?=	${PREFIX}/man
+EXAMPLESDIR ?=	${PREFIX}/share/examples/scwd
+RCDIR ?=	/etc/rc.d
+INSTALL ?=	install
+
+install:
+	@test -f target/release/scwd || \
+	    { echo "install: target/release/scwd missing, run make first" >&2; exit 1; }
+	${INSTALL} -d ${DESTDIR}${BINDIR} ${DESTDIR}${MANDIR}/man8 \
+	    ${DESTDIR}${MANDIR}/man5 ${DESTDIR}${EXAMPLESDIR} ${DESTDIR}${RCDIR}
+	${INSTALL} -m 555 target/release/scwd ${DESTDIR}${BINDIR}/scwd
+	${INSTALL} -m 444 man/scwd.8 ${DESTDIR}${MANDIR}/man8/scwd.8
+	${INSTALL} -m 444 man/scwd.conf.5 ${DESTDIR}${MANDIR}/man5/scwd.conf.5
+	${INSTALL} -m 444 etc/scwd.conf ${DESTDIR}${EXAMPLESDIR}/scwd.conf
+	sed 's|^daemon=.*|daemon="${BINDIR}/scwd"|' rc.d/scwd \
+	    >${DESTDIR}${RCDIR}/scwd
+	chmod 555 ${DESTDIR}${RCDIR}/scwd
+
 clean:
 	${CARGO} clean
 
-.PHONY: all test demo clean
+.PHONY: all test demo clean install
