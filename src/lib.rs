@@ -8,10 +8,13 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod daemon;
 pub mod fetch;
+pub mod fetcher;
 pub mod logger;
 pub mod metadata;
 pub mod net;
+pub mod parent;
 pub mod plan;
 pub mod privsep;
 pub mod sandbox;

@@ -1,3 +1,206 @@
-//! scwd(8): signal "booted" to the Scaleway metadata service and configure IPv6.
+//! scwd(8): signal "booted" to the Scaleway metadata service and configure
+//! the instance's IPv6 address and default route.
+//!
+//! The startup sequence, top to bottom: flags, configuration (`-n` stops
+//! there), root check, logging, everything privileged opened, detach,
+//! fork the fetcher, narrow the parent to `stdio wroute`, serve.
 
-fn main() {}
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use scwd::config::{self, Config};
+use scwd::net::Applier;
+use scwd::parent::{Exit, Parent, SignalPipe};
+use scwd::privsep::{self, Channel, Forked};
+use scwd::{daemon, fetcher, logger, sandbox};
+
+#[cfg(target_os = "linux")]
+use scwd::net::linux::LinuxBackend as SystemBackend;
+#[cfg(target_os = "openbsd")]
+use scwd::net::openbsd::OpenBsdBackend as SystemBackend;
+
+/// How long the process rc(8) started waits for the first configuration.
+const READY_BUDGET: Duration = Duration::from_secs(15);
+
+const USAGE: &str = "usage: scwd [-dnov] [-f file]";
+
+/// The command line.
+#[derive(Debug, Default)]
+struct Flags {
+    debug: bool,
+    check: bool,
+    once: bool,
+    verbose: u8,
+    file: Option<PathBuf>,
+}
+
+impl Flags {
+    /// getopt(3) with "dnof:v": grouped flags, `-f file` or `-ffile`, `--`.
+    fn parse(args: impl IntoIterator<Item = OsString>) -> Option<Flags> {
+        let mut flags = Flags::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let arg = arg.into_string().ok()?;
+            if arg == "--" {
+                break;
+            }
+            let opts = arg.strip_prefix('-').filter(|o| !o.is_empty())?;
+            for (i, c) in opts.char_indices() {
+                match c {
+                    'd' => flags.debug = true,
+                    'n' => flags.check = true,
+                    'o' => flags.once = true,
+                    'v' => flags.verbose = flags.verbose.saturating_add(1),
+                    'f' => {
+                        let rest = &opts[i + 1..];
+                        let file = if rest.is_empty() {
+                            args.next()?.into_string().ok()?
+                        } else {
+                            rest.to_string()
+                        };
+                        flags.file = Some(PathBuf::from(file));
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        // No operands.
+        args.next().is_none().then_some(flags)
+    }
+}
+
+fn main() -> ExitCode {
+    let Some(flags) = Flags::parse(std::env::args_os().skip(1)) else {
+        eprintln!("{USAGE}");
+        return ExitCode::FAILURE;
+    };
+    let path = flags
+        .file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+    let conf = match config::load(&path, flags.file.is_none()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("scwd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if flags.check {
+        if flags.verbose > 0 {
+            println!("{conf}");
+        }
+        eprintln!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("scwd: need root privileges");
+        return ExitCode::FAILURE;
+    }
+    let foreground = flags.debug || flags.once;
+    let target = if foreground {
+        logger::Target::Stderr
+    } else {
+        logger::Target::Syslog
+    };
+    logger::init(target, flags.verbose);
+
+    match run(&conf, &flags, foreground) {
+        Ok(Exit::Success) => ExitCode::SUCCESS,
+        Ok(Exit::Failure) => ExitCode::FAILURE,
+        Ok(Exit::Fatal(why)) | Err(why) => {
+            if target == logger::Target::Syslog {
+                log::error!("{why}");
+            }
+            eprintln!("scwd: {why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Everything after the configuration is known.
+fn run(conf: &Config, flags: &Flags, foreground: bool) -> Result<Exit, String> {
+    let id = privsep::lookup_user(&conf.user, &conf.chroot).map_err(|e| e.to_string())?;
+    match std::fs::metadata(&conf.chroot) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(format!("chroot {}: not a directory", conf.chroot)),
+        Err(e) => return Err(format!("chroot {}: {}", conf.chroot, scwd::strerror(&e))),
+    }
+    // Every privileged descriptor is opened now, while scwd is whole root.
+    let backend = SystemBackend::open(&conf.interface).map_err(|e| e.to_string())?;
+
+    let ready = if foreground {
+        None
+    } else {
+        Some(daemon::detach(READY_BUDGET).map_err(|e| format!("daemon: {}", scwd::strerror(&e)))?)
+    };
+    let start = Instant::now();
+    let (parent_end, child_end) = Channel::pair().map_err(|e| format!("socketpair: {e}"))?;
+    match privsep::fork().map_err(|e| format!("fork: {e}"))? {
+        Forked::Child => {
+            // The fetcher gets none of the parent's privileged descriptors.
+            drop((parent_end, ready, backend));
+            std::process::exit(fetcher::run(conf, &id, child_end, flags.once, start));
+        }
+        Forked::Parent(pid) => {
+            drop(child_end);
+            let signals = SignalPipe::install().map_err(|e| format!("signals: {e}"))?;
+            // The parent needs no file at all from here on.
+            sandbox::unveil_lock().map_err(|e| format!("unveil: {e}"))?;
+            // stdio: the socketpair, the routing socket (written as root,
+            // RTM_ADD/RTM_DELETE need no promise), poll, wait4;
+            // wroute: ioctl SIOCAIFADDR_IN6 / SIOCDIFADDR_IN6.
+            sandbox::pledge("stdio wroute").map_err(|e| format!("pledge: {e}"))?;
+            let applier = Applier::new(backend);
+            let mut parent = Parent::new(
+                applier,
+                parent_end,
+                pid,
+                flags.once,
+                ready,
+                conf.boot_signal,
+                conf.ipv6,
+            );
+            Ok(parent.run(&signals))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Option<Flags> {
+        Flags::parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn flags_as_getopt_reads_them() {
+        let f = parse(&["-dvv", "-f", "/tmp/x.conf"]).unwrap();
+        assert!(f.debug && !f.once && !f.check);
+        assert_eq!(f.verbose, 2);
+        assert_eq!(f.file, Some(PathBuf::from("/tmp/x.conf")));
+        let f = parse(&["-on", "-f/etc/other.conf"]).unwrap();
+        assert!(f.once && f.check);
+        assert_eq!(f.file, Some(PathBuf::from("/etc/other.conf")));
+        assert!(parse(&[]).is_some());
+        assert!(parse(&["--"]).is_some());
+    }
+
+    #[test]
+    fn bad_command_lines_are_refused() {
+        for args in [
+            &["-x"][..],
+            &["-f"],
+            &["-d", "extra"],
+            &["-"],
+            &["--", "x"],
+            &["-dq"],
+        ] {
+            assert!(parse(args).is_none(), "{args:?}");
+        }
+    }
+}

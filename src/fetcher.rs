@@ -1,0 +1,240 @@
+//! The fetcher: the unprivileged process that speaks HTTP.
+//!
+//! It signals "booted", fetches the metadata, turns it into a plan and
+//! sends the plan to the parent. It never dies on bad input: every
+//! failure becomes a message, and only the parent closing the socketpair
+//! ends it.
+
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::fetch::{Backoff, Client, FetchError};
+use crate::privsep::{self, Channel, Identity, Message, RecvError};
+use crate::{metadata, plan, sandbox};
+
+/// How long `-o` keeps retrying before it reports failure (DESIGN §6).
+pub const ONCE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The state of one of the fetcher's two jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Job {
+    /// Still to be done, or to be retried.
+    Pending,
+    /// Done, or reported as failed for good.
+    Settled,
+}
+
+/// Runs the fetcher in the child after the fork; returns its exit status.
+pub fn run(conf: &Config, id: &Identity, mut chan: Channel, once: bool, start: Instant) -> i32 {
+    ignore_signals();
+    let client = match setup(conf, id) {
+        Ok(c) => c,
+        Err(why) => {
+            let _ = chan.send(&Message::Failed(why));
+            return 1;
+        }
+    };
+
+    let mut boot = if conf.boot_signal {
+        Job::Pending
+    } else {
+        Job::Settled
+    };
+    let mut fetch = if conf.ipv6 {
+        Job::Pending
+    } else {
+        Job::Settled
+    };
+    let mut boot_err: Option<FetchError> = None;
+    let mut fetch_err: Option<FetchError> = None;
+    let mut backoff = Backoff::new(start);
+    let mut next_refresh: Option<Instant> = None;
+
+    loop {
+        if boot == Job::Pending {
+            match client.signal_booted() {
+                Ok(()) => {
+                    log::info!("boot signal sent");
+                    boot = Job::Settled;
+                    send(&mut chan, &Message::Booted);
+                }
+                Err(e) => {
+                    retrying("boot signal", &e, boot_err.is_none());
+                    // A final refusal will not change in -o's minute.
+                    if once && !e.is_retryable() {
+                        boot = Job::Settled;
+                        send(&mut chan, &Message::BootFailed(e.to_string()));
+                    }
+                    boot_err = Some(e);
+                }
+            }
+        }
+        if fetch == Job::Pending {
+            match client.get_conf() {
+                Ok(body) => {
+                    fetch = Job::Settled;
+                    fetch_err = None;
+                    send(&mut chan, &make_plan(&body, &conf.interface));
+                }
+                Err(e) if e.is_retryable() => {
+                    retrying("metadata", &e, fetch_err.is_none());
+                    fetch_err = Some(e);
+                }
+                Err(e) => {
+                    fetch = Job::Settled;
+                    send(&mut chan, &Message::Failed(e.to_string()));
+                }
+            }
+            if fetch == Job::Settled && conf.refresh > 0 {
+                next_refresh = Some(Instant::now() + Duration::from_secs(conf.refresh));
+            }
+        }
+
+        let mut busy = boot == Job::Pending || fetch == Job::Pending;
+        if busy && once && start.elapsed() >= ONCE_DEADLINE {
+            let gave_up = |e: &Option<FetchError>| {
+                let why = e
+                    .as_ref()
+                    .map_or("no answer".to_string(), |e| e.to_string());
+                format!("{why} (gave up after {} s)", ONCE_DEADLINE.as_secs())
+            };
+            if boot == Job::Pending {
+                send(&mut chan, &Message::BootFailed(gave_up(&boot_err)));
+                boot = Job::Settled;
+            }
+            if fetch == Job::Pending {
+                send(&mut chan, &Message::Failed(gave_up(&fetch_err)));
+                fetch = Job::Settled;
+            }
+            busy = false;
+        }
+
+        let now = Instant::now();
+        let timeout = if busy {
+            Some(backoff.next_delay(now))
+        } else {
+            backoff.reset();
+            boot_err = None;
+            match next_refresh {
+                Some(at) if !once => Some(at.saturating_duration_since(now)),
+                _ => None,
+            }
+        };
+        match wait_for_parent(&mut chan, timeout) {
+            Wake::Refresh => {
+                fetch = if conf.ipv6 {
+                    Job::Pending
+                } else {
+                    Job::Settled
+                };
+                fetch_err = None;
+            }
+            Wake::Timeout if !busy && next_refresh.is_some_and(|at| Instant::now() >= at) => {
+                log::debug!("refresh timer");
+                fetch = Job::Pending;
+            }
+            Wake::Timeout => {}
+            Wake::Exit(status) => return status,
+        }
+    }
+}
+
+/// Drops privileges and builds the HTTP client. With an `https://`
+/// endpoint the CA roots are read first, while the file is still visible.
+fn setup(conf: &Config, id: &Identity) -> Result<Client, String> {
+    let https = conf.metadata_urls.iter().any(|u| u.starts_with("https:"));
+    let early = if https {
+        Some(Client::new(&conf.metadata_urls))
+    } else {
+        None
+    };
+    privsep::drop_privileges(id).map_err(|e| format!("fetcher: {e}"))?;
+    // Nothing on the file system is needed from here on.
+    sandbox::unveil_lock().map_err(|e| format!("fetcher: unveil: {e}"))?;
+    // stdio: the socketpair, poll, clocks; inet: TCP to the metadata service.
+    sandbox::pledge("stdio inet").map_err(|e| format!("fetcher: pledge: {e}"))?;
+    let client = match early {
+        Some(c) => c,
+        None => Client::new(&conf.metadata_urls),
+    };
+    client.map_err(|e| e.to_string())
+}
+
+/// Metadata bytes to the message for the parent: a plan, or why not.
+fn make_plan(body: &[u8], interface: &str) -> Message {
+    let meta = match metadata::parse(body) {
+        Ok(m) => m,
+        Err(e) => return Message::Failed(e.to_string()),
+    };
+    match plan::from_metadata(&meta, interface) {
+        Ok(built) => {
+            for note in &built.notes {
+                log::warn!("metadata: {note}");
+            }
+            Message::Plan(built.plan)
+        }
+        Err(e) => Message::Failed(format!("metadata: {e}")),
+    }
+}
+
+/// Logs a failed attempt: the first at warning, the rest at debug, so a
+/// service that is down for a minute costs one line, not sixty.
+fn retrying(what: &str, e: &FetchError, first: bool) {
+    if first {
+        log::warn!("{what}: {e}; retrying");
+    } else {
+        log::debug!("{what}: {e}; retrying");
+    }
+}
+
+/// A message the parent can no longer receive means it is gone; the
+/// next wait sees the socketpair closed and ends this process.
+fn send(chan: &mut Channel, msg: &Message) {
+    if let Err(e) = chan.send(msg) {
+        log::debug!("fetcher: send: {e}");
+    }
+}
+
+enum Wake {
+    Refresh,
+    Timeout,
+    Exit(i32),
+}
+
+/// Waits up to `timeout` for the parent. Its exit closes the socketpair.
+fn wait_for_parent(chan: &mut Channel, timeout: Option<Duration>) -> Wake {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        match chan.wait(left) {
+            Ok(true) => {}
+            Ok(false) if deadline.is_some_and(|d| Instant::now() >= d) => return Wake::Timeout,
+            Ok(false) => continue,
+            Err(e) => {
+                log::error!("fetcher: poll: {e}");
+                return Wake::Exit(1);
+            }
+        }
+        return match chan.recv() {
+            Ok(Message::Refresh) => Wake::Refresh,
+            Ok(other) => {
+                log::debug!("fetcher: unexpected {other:?} from parent");
+                continue;
+            }
+            Err(RecvError::Closed) => Wake::Exit(0),
+            Err(e) => {
+                log::error!("fetcher: invalid message from parent: {e}");
+                Wake::Exit(1)
+            }
+        };
+    }
+}
+
+/// The parent decides when to refresh or stop: rc.d(8) signals every
+/// process whose command line matches, the fetcher included.
+fn ignore_signals() {
+    for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: SIG_IGN installs no handler code; always sound.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
+}
