@@ -10,7 +10,10 @@ all:
 test:
 	${CARGO} fmt --check
 	${CARGO} clippy --locked --all-targets -- -D warnings
+	${CARGO} build --release --locked
 	${CARGO} test --locked
+	.ci/openbsd-check
+	.ci/check-packaging
 
 # The daemon in the namespace lab against the project's own metadata service.
 demo:
