@@ -147,7 +147,226 @@ pub fn parse(text: &str) -> Result<Config, (usize, String)> {
             }
             "metadata-url" => {
                 if !valid_url(value) {
-                    return Err(bad("expected http://host[:port] or https://host[:port]"));
+                    return Err(bad(
+                        "expected http://address[:port] or https://address[:port]",
+                    ));
+                }
+                urls.push(value.trim_end_matches('/').to_string());
+            }
+            "boot-signal" => {
+                conf.boot_signal = yes_no(value).ok_or_else(|| bad("expected yes or no"))?
+            }
+            "ipv6" => conf.ipv6 = yes_no(value).ok_or_else(|| bad("expected yes or no"))?,
+            "refresh" => {
+                conf.refresh = value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|s| value.bytes().all(|b| b.is_ascii_digit()) && *s <= MAX_REFRESH)
+                    .ok_or_else(|| bad("expected seconds, 0 to 604800"))?;
+            }
+            "user" => {
+                if value.is_empty() || value.contains(['/', ':']) {
+                    return Err(bad("invalid user name"));
+                }
+                conf.user = value.clone();
+            }
+            "chroot" => {
+                if !value.starts_with('/') {
+                    return Err(bad("expected an absolute path"));
+                }
+                conf.chroot = value.clone();
+            }
+            _ => unreachable!("every entry of KEYWORDS has an arm"),
+        }
+    }
+    if !urls.is_empty() {
+        conf.metadata_urls = urls;
+    }
+    Ok(conf)
+}
+
+const KEYWORDS: [&str; 7] = [
+    "interface",
+    "metadata-url",
+    "boot-signal",
+    "ipv6",
+    "refresh",
+    "user",
+    "chroot",
+];
+
+/// Splits a line into words: blanks separate, `#` starts a comment,
+/// double quotes group (no escapes, as in pf.conf strings).
+fn split_line(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+        match chars.peek() {
+            None | Some('#') => return Ok(words),
+            Some('"') => {
+                chars.next();
+                let mut word = String::new();
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated quoted string".to_string()),
+                    }
+                }
+                words.push(word);
+            }
+            Some(_) => {
+                let mut word = String::new();
+                while let Some(c) = chars.next_if(|c| !c.is_ascii_whitespace() && *c != '#') {
+                    if c == '"' {
+                        return Err("unexpected quote".to_string());
+                    }
+                    word.push(c);
+                }
+                words.push(word);
+            }
+        }
+    }
+}
+
+fn yes_no(value: &str) -> Option<bool> {
+    match value {
+        "yes" => Some(true),
+        "no" => Some(false),
+        _ => None,
+    }
+}
+
+fn valid_interface(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < IFNAMSIZ
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+}
+
+/// Accepts a scheme, an IP address (IPv6 in brackets), an optional port
+/// and an optional trailing slash: endpoints are base URLs, and the
+/// chrooted fetcher, pledged without "dns", could not resolve a name.
+fn valid_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (host_ok, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let Some((addr, after)) = v6.split_once(']') else {
+            return false;
+        };
+        if !after.is_empty() && !after.starts_with(':') {
+            return false;
+        }
+        (
+            addr.parse::<std::net::Ipv6Addr>().is_ok(),
+            after.strip_prefix(':'),
+        )
+    } else {
+        let (host, port) = match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        };
+        (host.parse::<std::net::Ipv4Addr>().is_ok(), port)
+    };
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p != 0));
+    host_ok && port_ok
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read(p, e) => write!(f, "{}: {}", p.display(), e),
+            ConfigError::Permissions(p) => {
+                write!(
+                    f,
+                    "{}: bad permissions: writable by group or others",
+                    p.display()
+                )
+            }
+            ConfigError::Line(p, n, msg) => write!(f, "{}:{}: {}", p.display(), n, msg),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Loads the configuration from `path`. A missing file is an error unless
+/// `missing_ok` is set, which is how the default path is read.
+pub fn load(path: &Path, missing_ok: bool) -> Result<Config, ConfigError> {
+    let text = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if missing_ok && e.kind() == io::ErrorKind::NotFound => {
+            return Ok(Config::default());
+        }
+        Err(e) => return Err(ConfigError::Read(path.to_path_buf(), e)),
+    };
+    check_permissions(path)?;
+    let text = String::from_utf8(text).map_err(|e| {
+        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        ConfigError::Line(path.to_path_buf(), line, "invalid UTF-8".to_string())
+    })?;
+    parse(&text).map_err(|(n, msg)| ConfigError::Line(path.to_path_buf(), n, msg))
+}
+
+/// Like dhcpleased's check_file_secrecy: a file others can write could
+/// point the daemon at another metadata service.
+fn check_permissions(path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::metadata(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(ConfigError::Permissions(path.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// Parses configuration text; an error carries its line number.
+pub fn parse(text: &str) -> Result<Config, (usize, String)> {
+    let mut conf = Config::default();
+    let mut urls: Vec<String> = Vec::new();
+    let mut seen: Vec<&'static str> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let words = split_line(line).map_err(|e| (n, e))?;
+        let Some((keyword, args)) = words.split_first() else {
+            continue;
+        };
+        let key = KEYWORDS
+            .iter()
+            .copied()
+            .find(|k| *k == keyword.as_str())
+            .ok_or_else(|| (n, format!("unknown keyword \"{keyword}\"")))?;
+        let [value] = args else {
+            return Err((n, format!("{key}: expected one value, got {}", args.len())));
+        };
+        if key != "metadata-url" {
+            if seen.contains(&key) {
+                return Err((n, format!("{key}: given twice")));
+            }
+            seen.push(key);
+        }
+        let bad = |why: &str| (n, format!("{key}: {why}: \"{value}\""));
+        match key {
+            "interface" => {
+                if !valid_interface(value) {
+                    return Err(bad("invalid interface name"));
+                }
+                conf.interface = value.clone();
+            }
+            "metadata-url" => {
+                if !valid_url(value) {
+                    return Err(bad(
+                        "expected http://address[:port] or https://address[:port]",
+                    ));
                 }
                 urls.push(value.trim_end_matches('/').to_string());
             }
