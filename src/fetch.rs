@@ -9,6 +9,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read};
+use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,15 @@ pub enum FetchError {
         /// The underlying error.
         cause: String,
     },
+    /// The TLS handshake failed, e.g. the certificate does not verify
+    /// (final: the roots are read once and the server's certificate does
+    /// not change between attempts).
+    Tls {
+        /// The request URL.
+        url: String,
+        /// The underlying error.
+        cause: String,
+    },
     /// Connected, but the whole exchange took longer than
     /// [`REQUEST_TIMEOUT`] (retryable).
     Timeout {
@@ -109,9 +119,10 @@ impl FetchError {
     /// 5xx; false for a bad URL, another 4xx or an oversized body.
     pub fn is_retryable(&self) -> bool {
         match self {
-            FetchError::BadUrl { .. } | FetchError::Setup { .. } | FetchError::TooLarge { .. } => {
-                false
-            }
+            FetchError::BadUrl { .. }
+            | FetchError::Setup { .. }
+            | FetchError::Tls { .. }
+            | FetchError::TooLarge { .. } => false,
             FetchError::Connect { .. }
             | FetchError::Timeout { .. }
             | FetchError::Transport { .. }
@@ -136,7 +147,7 @@ impl FetchError {
             FetchError::Timeout { .. } | FetchError::Transport { .. } | FetchError::Body { .. } => {
                 2
             }
-            FetchError::Status { .. } | FetchError::TooLarge { .. } => {
+            FetchError::Status { .. } | FetchError::Tls { .. } | FetchError::TooLarge { .. } => {
                 if self.is_retryable() {
                     3
                 } else {
@@ -153,6 +164,7 @@ impl fmt::Display for FetchError {
             FetchError::BadUrl { url, reason } => write!(f, "bad metadata URL \"{url}\": {reason}"),
             FetchError::Setup { cause } => write!(f, "HTTP client: {cause}"),
             FetchError::Connect { url, cause } => write!(f, "{url}: connect: {cause}"),
+            FetchError::Tls { url, cause } => write!(f, "{url}: TLS: {cause}"),
             FetchError::Timeout { url } => write!(
                 f,
                 "{url}: no complete answer within {} s",
@@ -301,8 +313,12 @@ fn check_base(url: &str) -> Result<String, FetchError> {
     if parsed.scheme() != "http" && parsed.scheme() != "https" {
         return Err(bad("scheme must be http or https"));
     }
-    if !parsed.has_host() {
-        return Err(bad("no host"));
+    // The fetcher runs chrooted without resolv.conf and is pledged without
+    // "dns": on OpenBSD a name lookup would abort it.
+    let host = parsed.host_str().unwrap_or_default();
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if literal.parse::<IpAddr>().is_err() {
+        return Err(bad("host must be an IP address"));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(bad("user name or password not allowed"));
@@ -364,7 +380,12 @@ fn status_error(url: &str, status: StatusCode) -> FetchError {
 /// Classifies a failure to get a response at all.
 fn request_error(url: &str, e: &reqwest::Error) -> FetchError {
     let url = url.to_string();
-    if e.is_connect() {
+    if is_tls(e) {
+        FetchError::Tls {
+            url,
+            cause: root_cause(e),
+        }
+    } else if e.is_connect() {
         // Also covers a handshake that outlasted CONNECT_TIMEOUT.
         FetchError::Connect {
             url,
@@ -380,14 +401,19 @@ fn request_error(url: &str, e: &reqwest::Error) -> FetchError {
     }
 }
 
+/// Whether rustls refused the handshake.
+fn is_tls(e: &(dyn StdError + 'static)) -> bool {
+    chain(e).any(|e| e.is::<rustls::Error>())
+}
+
 /// Classifies a failure while reading the body; reqwest hands it over as
 /// an io::Error wrapping its own error.
 fn body_error(url: &str, e: &io::Error) -> FetchError {
     let url = url.to_string();
-    let timed_out = e.kind() == io::ErrorKind::TimedOut
-        || e.get_ref()
-            .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
-            .is_some_and(reqwest::Error::is_timeout);
+    let timed_out = chain(e).any(|e| {
+        e.downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout)
+    });
     if timed_out {
         FetchError::Timeout { url }
     } else {
@@ -402,15 +428,23 @@ fn body_error(url: &str, e: &io::Error) -> FetchError {
 /// ("Connection refused"); the outer layers only repeat the URL. The
 /// " (os error N)" suffix std adds is dropped, as OpenBSD's err(3) would.
 fn root_cause(e: &(dyn StdError + 'static)) -> String {
-    let mut inner = e;
-    while let Some(source) = inner.source() {
-        inner = source;
-    }
-    let message = inner.to_string();
+    let message = chain(e).last().unwrap_or(e).to_string();
     match message.find(" (os error ") {
         Some(at) if message.ends_with(')') => message[..at].to_string(),
         _ => message,
     }
+}
+
+/// `e` and the errors under it, outermost first. An io::Error's source()
+/// skips the error it wraps, and reqwest, hyper and tokio-rustls all wrap
+/// theirs in one, so an io::Error is followed through get_ref() instead.
+fn chain<'a>(
+    e: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(e), |&e| match e.downcast_ref::<io::Error>() {
+        Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
+        None => e.source(),
+    })
 }
 
 /// Retry policy as data: how long to wait before the next attempt.

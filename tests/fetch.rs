@@ -3,12 +3,15 @@
 //! and what the server actually received.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use scwd::fetch::{BOOTED_BODY, Client, FetchError, MAX_BODY};
 
 /// Upper bound on anything a scripted connection waits for, so a client
@@ -65,12 +68,18 @@ struct Server {
 
 impl Server {
     fn start(script: Script) -> Server {
-        Server::start_on("127.0.0.1:0", script).expect("bind 127.0.0.1")
+        Server::start_on("127.0.0.1:0", script, None).expect("bind 127.0.0.1")
     }
 
-    fn start_on(addr: &str, script: Script) -> std::io::Result<Server> {
+    /// A server on `addr`, speaking TLS when given a configuration.
+    fn start_on(
+        addr: &str,
+        script: Script,
+        tls: Option<Arc<ServerConfig>>,
+    ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr)?;
-        let base = format!("http://{}", listener.local_addr()?);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", listener.local_addr()?);
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let streamed = Arc::new(AtomicU64::new(0));
@@ -88,14 +97,27 @@ impl Server {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 connections.fetch_add(1, Ordering::SeqCst);
-                let (script, requests, streamed, done) = (
+                let (script, tls, requests, streamed, done) = (
                     script.clone(),
+                    tls.clone(),
                     requests.clone(),
                     streamed.clone(),
                     done.clone(),
                 );
                 thread::spawn(move || {
-                    run(stream, &script, &requests, &streamed);
+                    stream.set_read_timeout(Some(SERVER_PATIENCE)).unwrap();
+                    match tls {
+                        None => run(stream, &script, &requests, &streamed),
+                        Some(config) => {
+                            let conn = ServerConnection::new(config).unwrap();
+                            run(
+                                StreamOwned::new(conn, stream),
+                                &script,
+                                &requests,
+                                &streamed,
+                            );
+                        }
+                    }
                     let _ = done.send(());
                 });
             }
@@ -119,18 +141,18 @@ impl Server {
     }
 }
 
+/// Plays `script` on one connection; returning closes it.
 fn run(
-    mut stream: TcpStream,
+    mut stream: impl Read + Write,
     script: &Script,
     requests: &Mutex<Vec<Request>>,
     streamed: &AtomicU64,
 ) {
-    stream.set_read_timeout(Some(SERVER_PATIENCE)).unwrap();
     if let Script::Reset = script {
         let _ = stream.read(&mut [0u8; 1]);
         return;
     }
-    let Some(request) = read_request(&stream) else {
+    let Some(request) = read_request(&mut stream) else {
         return;
     };
     // Recorded before answering, so the client never sees an answer to a
@@ -139,7 +161,6 @@ fn run(
     match script {
         Script::Reply(bytes) => {
             let _ = stream.write_all(bytes);
-            let _ = stream.shutdown(Shutdown::Write);
         }
         Script::Hold(head) => {
             let _ = stream.write_all(head);
@@ -160,7 +181,7 @@ fn run(
     }
 }
 
-fn read_request(stream: &TcpStream) -> Option<Request> {
+fn read_request(stream: &mut impl Read) -> Option<Request> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
@@ -585,7 +606,7 @@ fn all_endpoints_failing_reports_the_most_telling_error() {
 
 #[test]
 fn ipv6_endpoint() {
-    let Ok(server) = Server::start_on("[::1]:0", reply("204 No Content", "")) else {
+    let Ok(server) = Server::start_on("[::1]:0", reply("204 No Content", ""), None) else {
         eprintln!("SKIPPED: ipv6_endpoint: no IPv6 loopback");
         return;
     };
@@ -603,7 +624,7 @@ fn base_urls_are_checked() {
         "http://169.254.42.42/",
         "http://[fd00:42::42]",
         "http://127.0.0.1:8080",
-        "http://metadata.example",
+        "https://10.1.2.3:8443/",
     ] {
         assert!(Client::new(&[url.to_string()]).is_ok(), "{url}");
     }
@@ -611,6 +632,9 @@ fn base_urls_are_checked() {
         ("169.254.42.42", "not a URL"),
         ("", "not a URL"),
         ("ftp://169.254.42.42", "scheme must be http or https"),
+        ("http://metadata.example", "host must be an IP address"),
+        ("http://localhost", "host must be an IP address"),
+        ("file:///etc/passwd", "scheme must be http or https"),
         (
             "http://169.254.42.42/conf",
             "path, query or fragment not allowed",
@@ -648,18 +672,24 @@ fn base_urls_are_checked() {
     assert!(Client::new(&[]).is_err());
 }
 
-/// Environment for the child process of `roots_are_loaded_only_for_https`.
-const NO_ROOTS_CHILD: &str = "SCWD_TEST_NO_ROOTS_CHILD";
+// ---- certificate roots and HTTPS ----
+//
+// Which CA bundle is read is set by SSL_CERT_FILE, process-wide, so these
+// checks run in a child: this test binary again, running one ignored test.
 
-#[test]
-fn roots_are_loaded_only_for_https() {
-    // The environment is process-wide, so the check runs in a child: this
-    // test binary again, running only the ignored test below, with the
-    // system CA bundle pointed at nothing.
+/// Set in the child's environment, so its tests know they were meant to run.
+const CHILD: &str = "SCWD_TEST_FETCH_CHILD";
+
+/// A throw-away CA, and a certificate for 127.0.0.1 signed by it
+/// (tests/fixtures/fetch/README.md).
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fetch");
+
+/// Runs the ignored test `name` in a child with `SSL_CERT_FILE=cert_file`.
+fn in_child(name: &str, cert_file: &str) {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "no_roots_child", "--nocapture"])
-        .env(NO_ROOTS_CHILD, "1")
-        .env("SSL_CERT_FILE", "/nonexistent/scwd-test-cert.pem")
+        .args(["--ignored", "--exact", name, "--nocapture"])
+        .env(CHILD, "1")
+        .env("SSL_CERT_FILE", cert_file)
         .env_remove("SSL_CERT_DIR")
         .output()
         .unwrap();
@@ -673,9 +703,14 @@ fn roots_are_loaded_only_for_https() {
 }
 
 #[test]
+fn roots_are_loaded_only_for_https() {
+    in_child("no_roots_child", "/nonexistent/scwd-test-cert.pem");
+}
+
+#[test]
 #[ignore = "run by roots_are_loaded_only_for_https in a child process"]
 fn no_roots_child() {
-    assert_eq!(std::env::var(NO_ROOTS_CHILD).as_deref(), Ok("1"));
+    assert_eq!(std::env::var(CHILD).as_deref(), Ok("1"));
     // Plain HTTP never touches the (missing) CA bundle...
     let server = Server::start(reply("204 No Content", ""));
     client(&[&server.base]).signal_booted().unwrap();
@@ -687,4 +722,45 @@ fn no_roots_child() {
     let e = Client::new(&urls).unwrap_err();
     assert!(matches!(e, FetchError::Setup { .. }), "{e:?}");
     assert!(!e.is_retryable());
+}
+
+#[test]
+fn https_endpoint_is_verified_against_the_roots() {
+    in_child("https_child", &format!("{FIXTURES}/ca.pem"));
+}
+
+#[test]
+#[ignore = "run by https_endpoint_is_verified_against_the_roots in a child process"]
+fn https_child() {
+    assert_eq!(std::env::var(CHILD).as_deref(), Ok("1"));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let read = |name: &str| std::fs::read(format!("{FIXTURES}/{name}")).unwrap();
+    let chain = CertificateDer::pem_slice_iter(&read("server.pem"))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(&read("server.key")).unwrap();
+    let tls = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let tls = Arc::new(tls);
+    let server = Server::start_on("127.0.0.1:0", reply("200 OK", JSON), Some(tls.clone()))
+        .expect("bind 127.0.0.1");
+    let c = client(&[&server.base]);
+    assert_eq!(c.get_conf().unwrap(), JSON.as_bytes());
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].target, "/conf?format=json");
+
+    // The same certificate on an address it does not name is refused,
+    // for good: retrying cannot change what the server presents.
+    let Ok(wrong) = Server::start_on("127.0.0.2:0", reply("200 OK", JSON), Some(tls)) else {
+        eprintln!("SKIPPED: https_child: wrong name: cannot bind 127.0.0.2");
+        return;
+    };
+    let e = client(&[&wrong.base]).get_conf().unwrap_err();
+    assert!(matches!(e, FetchError::Tls { .. }), "{e:?}");
+    assert!(e.to_string().contains("certificate"), "{e}");
+    assert!(!e.is_retryable());
+    assert!(wrong.requests().is_empty());
 }
