@@ -48,6 +48,8 @@ pub const RETRYABLE_STATUS: [RangeInclusive<u16>; 2] = [429..=429, 500..=599];
 /// the message alone tells the administrator what to look at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchError {
+    /// The list of metadata URLs is empty (final).
+    NoUrl,
     /// A metadata URL is not a bare `http://` or `https://` base (final).
     BadUrl {
         /// The URL as configured.
@@ -119,7 +121,8 @@ impl FetchError {
     /// 5xx; false for a bad URL, another 4xx or an oversized body.
     pub fn is_retryable(&self) -> bool {
         match self {
-            FetchError::BadUrl { .. }
+            FetchError::NoUrl
+            | FetchError::BadUrl { .. }
             | FetchError::Setup { .. }
             | FetchError::Tls { .. }
             | FetchError::TooLarge { .. } => false,
@@ -142,7 +145,7 @@ impl FetchError {
     /// rather than retrying what cannot change.
     fn weight(&self) -> u8 {
         match self {
-            FetchError::BadUrl { .. } | FetchError::Setup { .. } => 0,
+            FetchError::NoUrl | FetchError::BadUrl { .. } | FetchError::Setup { .. } => 0,
             FetchError::Connect { .. } => 1,
             FetchError::Timeout { .. } | FetchError::Transport { .. } | FetchError::Body { .. } => {
                 2
@@ -161,6 +164,7 @@ impl FetchError {
 impl fmt::Display for FetchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            FetchError::NoUrl => write!(f, "no metadata URL configured"),
             FetchError::BadUrl { url, reason } => write!(f, "bad metadata URL \"{url}\": {reason}"),
             FetchError::Setup { cause } => write!(f, "HTTP client: {cause}"),
             FetchError::Connect { url, cause } => write!(f, "{url}: connect: {cause}"),
@@ -210,16 +214,14 @@ impl Client {
     /// the fetcher chroots.
     pub fn new(urls: &[String]) -> Result<Client, FetchError> {
         if urls.is_empty() {
-            return Err(FetchError::BadUrl {
-                url: String::new(),
-                reason: "no metadata URL configured",
-            });
+            return Err(FetchError::NoUrl);
         }
         let bases = urls
             .iter()
             .map(|url| check_base(url))
             .collect::<Result<Vec<_>, _>>()?;
-        let https = urls.iter().any(|url| url.starts_with("https:"));
+        // The bases are normalized: the scheme is lower case.
+        let https = bases.iter().any(|base| base.starts_with("https:"));
         Ok(Client {
             http: build_http(https)?,
             bases,

@@ -669,7 +669,10 @@ fn base_urls_are_checked() {
         e.to_string(),
         "bad metadata URL \"gopher://x\": scheme must be http or https"
     );
-    assert!(Client::new(&[]).is_err());
+    assert_eq!(Client::new(&[]).unwrap_err(), FetchError::NoUrl);
+    // Scheme case does not matter; an upper-case https still loads roots
+    // (checked against a missing bundle in no_roots_child).
+    assert!(Client::new(&["HTTP://169.254.42.42".to_string()]).is_ok());
 }
 
 // ---- certificate roots and HTTPS ----
@@ -715,13 +718,12 @@ fn no_roots_child() {
     let server = Server::start(reply("204 No Content", ""));
     client(&[&server.base]).signal_booted().unwrap();
     // ...an https:// endpoint loads it when the client is built.
-    let urls = [
-        "http://169.254.42.42".to_string(),
-        "https://127.0.0.1".to_string(),
-    ];
-    let e = Client::new(&urls).unwrap_err();
-    assert!(matches!(e, FetchError::Setup { .. }), "{e:?}");
-    assert!(!e.is_retryable());
+    for https in ["https://127.0.0.1", "HTTPS://127.0.0.1"] {
+        let urls = ["http://169.254.42.42".to_string(), https.to_string()];
+        let e = Client::new(&urls).unwrap_err();
+        assert!(matches!(e, FetchError::Setup { .. }), "{https}: {e:?}");
+        assert!(!e.is_retryable());
+    }
 }
 
 #[test]
