@@ -46,7 +46,13 @@ install:
 	    >${DESTDIR}${RCDIR}/scwd
 	chmod 555 ${DESTDIR}${RCDIR}/scwd
 
+# Type-check and lint the OpenBSD code from Linux with Debian's rustc-web
+# (shared/openbsd-check.md): cfg(target_os = "openbsd") code is otherwise
+# never compiled here.
+check-openbsd:
+	.ci/openbsd-check
+
 clean:
 	${CARGO} clean
 
-.PHONY: all test demo clean install
+.PHONY: all test demo check-openbsd clean install
