@@ -131,6 +131,20 @@ cmd_up() {
 	esac
 	ip -n "$peer" link set md0 up
 	ip -n "$inst" link set vio0 up
+	# Even without DAD, link-local addresses stay tentative until the
+	# kernel has seen the carrier (linkwatch, up to a second): hand over
+	# a link that no longer changes by itself.
+	local i settled=""
+	for i in $(seq 100); do
+		if [ -n "$(ip -n "$inst" -6 addr show dev vio0 scope link)" ] &&
+			[ -z "$(ip -n "$inst" -6 addr show dev vio0 tentative)" ] &&
+			[ -z "$(ip -n "$peer" -6 addr show dev md0 tentative)" ]; then
+			settled=yes
+			break
+		fi
+		sleep 0.05
+	done
+	[ -n "$settled" ] || die "vio0: link-local address still tentative after 5 s"
 
 	cat >"$dir/scwd.conf" <<-EOF
 		# scwd lab "$name" (tests/lab/lab.sh): vio0 is in namespace $inst,
@@ -146,7 +160,7 @@ cmd_up() {
 	ip netns exec "$peer" "$metad" -a 169.254.42.42:80 -f "$dir/conf.json" \
 		-l "$dir/metad.log" "$@" </dev/null >"$dir/metad.err" 2>&1 &
 	echo $! >"$dir/metad.pid"
-	local i
+	# metad: wait for it to listen (or to say it is down on purpose).
 	for i in $(seq 100); do
 		if grep -q -e 'listening on' -e 'down for' "$dir/metad.log" 2>/dev/null; then
 			break

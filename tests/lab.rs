@@ -1,0 +1,885 @@
+//! End to end: the whole daemon in the namespace lab (`tests/lab/lab.sh`),
+//! against scwd-metad on a real socket and the kernel of a network
+//! namespace. Every case asserts on kernel state (`ip -6 addr`,
+//! `ip -6 route`, `ip -6 route get`), on what the metadata service logged,
+//! and, for the fault matrix, on scwd's own log line.
+//!
+//! Needs root and `ip netns`; otherwise each test prints
+//! `SKIPPED: <test>: needs root` and returns. Each test has its own lab,
+//! named after the process and a counter, so tests run in parallel; a
+//! guard deletes the lab however the test ends.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const SCWD: &str = env!("CARGO_BIN_EXE_scwd");
+const METAD: &str = env!("CARGO_BIN_EXE_scwd-metad");
+const LAB_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lab/lab.sh");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+/// Routed /64 with a link-local gateway (Talos v4 fixture).
+const ROUTED: &str = "scaleway/conf-json_talos-v4_routed_dual-stack_dhcp-v4_slaac-v6.json";
+const ROUTED_ADDR: &str = "2001:bc8:1234:5678:dc00:1ff:fe14:a73b/64";
+/// The same instance after a move to another /64 (for SIGHUP).
+const RENUMBERED: &str = "lab/routed-64-renumbered.json";
+const RENUMBERED_ADDR: &str = "2001:bc8:1234:9abc:dc00:1ff:fe14:a73b/64";
+/// IPv6-only routed instance (Talos v3 fixture).
+const IPV6_ONLY: &str = "scaleway/conf-json_talos-v3_routed_ipv6-only.json";
+const IPV6_ONLY_ADDR: &str = "2001:111:222:3333::1/64";
+/// The link-local gateway the lab's peer holds in `link-local` mode.
+const LL_GATEWAY: &str = "fe80::dc00:ff:fe12:3456";
+/// Legacy `ipv6` object, /127 with a global gateway.
+const LEGACY: &str = "lab/legacy-127.json";
+const LEGACY_ADDR: &str = "2001:bc8:4700:2100::302d/127";
+const LEGACY_GATEWAY: &str = "2001:bc8:4700:2100::302c";
+/// A legacy NAT instance without IPv6.
+const NO_IPV6: &str = "scaleway/conf-json_legacy-nat_no-ipv6_vc1s-par1.json";
+/// One good entry and one with netmask "64; reboot".
+const BAD_PREFIX: &str = "lab/bad-prefix.json";
+/// Routed document cut in half, correctly framed.
+const TRUNCATED_JSON: &str = "lab/truncated.json";
+
+/// Somewhere beyond the gateway: only a default route reaches it.
+const FAR: &str = "2001:db8:ffff::1";
+
+/// The boot signal as the service logs it.
+const BOOTED: &str = r#"PATCH /state {"state_detail":"booted"} -> 200"#;
+
+/// Longest a `-o` run may take: its own deadline is 60 s.
+const ONCE_LIMIT: Duration = Duration::from_secs(90);
+
+static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
+
+/// Why the lab cannot run here, if it cannot.
+fn lab_unavailable() -> Option<&'static str> {
+    static WHY: OnceLock<Option<&'static str>> = OnceLock::new();
+    *WHY.get_or_init(|| {
+        let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let euid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            .unwrap_or("");
+        if euid != "0" {
+            return Some("needs root");
+        }
+        let netns = Command::new("ip")
+            .args(["netns", "list"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !netns.is_ok_and(|s| s.success()) {
+            return Some("needs root and ip netns (iproute2)");
+        }
+        None
+    })
+}
+
+fn lab_run_dir() -> PathBuf {
+    std::env::temp_dir().join("scwd-lab")
+}
+
+fn lab_sh() -> Command {
+    let mut cmd = Command::new(LAB_SH);
+    cmd.env("SCWD_METAD", METAD)
+        .env("SCWD_LAB_RUN", lab_run_dir());
+    cmd
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Polls `f` until it holds or `limit` passes; says whether it held.
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One lab: instance namespace `scwd-NAME` with vio0, its peer with the
+/// metadata service and the gateway. Dropping it deletes both.
+struct Lab {
+    name: String,
+    ns: String,
+    dir: PathBuf,
+    runs: AtomicU32,
+}
+
+impl Lab {
+    /// Brings a lab up, or prints SKIPPED and returns None.
+    fn up(test: &str, gateway: &str, fixture: &str, metad_flags: &[&str]) -> Option<Lab> {
+        if let Some(why) = lab_unavailable() {
+            println!("SKIPPED: {test}: {why}");
+            return None;
+        }
+        let name = format!(
+            "t{}-{}",
+            std::process::id(),
+            NEXT_LAB.fetch_add(1, Ordering::SeqCst)
+        );
+        // The guard exists before the lab does: a half-made lab is deleted too.
+        let lab = Lab {
+            ns: format!("scwd-{name}"),
+            dir: lab_run_dir().join(&name),
+            name,
+            runs: AtomicU32::new(0),
+        };
+        let out = lab_sh()
+            .args(["up", &lab.name, "--gateway", gateway, "--fixture"])
+            .arg(Path::new(FIXTURES).join(fixture))
+            .arg("--")
+            .args(metad_flags)
+            .output()
+            .expect("run lab.sh");
+        assert!(
+            out.status.success(),
+            "lab.sh up {}: {}{}",
+            lab.name,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        Some(lab)
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.dir.join("scwd.conf")
+    }
+
+    /// `ip -n NS ARGS`: stdout on success, stderr as the error.
+    fn ip(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("ip")
+            .args(["-n", &self.ns])
+            .args(args)
+            .output()
+            .expect("run ip");
+        if out.status.success() {
+            Ok(text(&out.stdout))
+        } else {
+            Err(text(&out.stderr).trim().to_string())
+        }
+    }
+
+    fn ip_ok(&self, args: &[&str]) -> String {
+        self.ip(args)
+            .unwrap_or_else(|e| panic!("ip -n {} {}: {e}", self.ns, args.join(" ")))
+    }
+
+    /// vio0's global IPv6 addresses as `addr/len`, sorted.
+    fn global_addrs(&self) -> Vec<String> {
+        let out = self.ip_ok(&["-6", "-o", "addr", "show", "dev", "vio0", "scope", "global"]);
+        let mut addrs: Vec<String> = out
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                words.find(|w| *w == "inet6")?;
+                words.next().map(str::to_string)
+            })
+            .collect();
+        addrs.sort();
+        addrs
+    }
+
+    fn default_routes(&self) -> Vec<String> {
+        self.ip_ok(&["-6", "route", "show", "default"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Everything a run could have changed: vio0's addresses of both
+    /// families and every route of both families in every table.
+    fn snapshot(&self) -> String {
+        [
+            self.ip_ok(&["addr", "show", "dev", "vio0"]),
+            self.ip_ok(&["-4", "route", "show", "table", "all"]),
+            self.ip_ok(&["-6", "route", "show", "table", "all"]),
+        ]
+        .join("\n")
+    }
+
+    fn metad_log(&self) -> String {
+        fs::read_to_string(self.dir.join("metad.log")).unwrap_or_default()
+    }
+
+    /// Serves `fixture` from now on.
+    fn set_fixture(&self, fixture: &str) {
+        let out = lab_sh()
+            .args(["fixture", &self.name])
+            .arg(Path::new(FIXTURES).join(fixture))
+            .output()
+            .expect("run lab.sh");
+        assert!(
+            out.status.success(),
+            "lab.sh fixture: {}",
+            text(&out.stderr)
+        );
+    }
+
+    /// The default route via `gateway` on vio0 is the only one, and a far
+    /// destination leaves through it from `src`.
+    fn assert_routed(&self, gateway: &str, src: &str, why: &str) {
+        let routes = self.default_routes();
+        assert!(
+            routes.len() == 1 && routes[0].contains(&format!("default via {gateway} dev vio0")),
+            "default routes {routes:?}, want one via {gateway} dev vio0\n{why}"
+        );
+        let src = src.split('/').next().unwrap_or(src);
+        let got = self
+            .ip(&["-6", "route", "get", FAR])
+            .unwrap_or_else(|e| panic!("route get {FAR}: {e}\n{why}"));
+        assert!(
+            got.contains(&format!("via {gateway} dev vio0")) && got.contains(&format!("src {src}")),
+            "route get {FAR}: {got}want via {gateway} dev vio0 src {src}\n{why}"
+        );
+    }
+
+    /// Nothing IPv6 beyond the kernel's own: no global address, no
+    /// default route, no way out.
+    fn assert_unconfigured(&self, why: &str) {
+        assert_eq!(self.global_addrs(), Vec::<String>::new(), "{why}");
+        assert_eq!(self.default_routes(), Vec::<String>::new(), "{why}");
+        assert!(self.ip(&["-6", "route", "get", FAR]).is_err(), "{why}");
+    }
+
+    fn assert_booted(&self, why: &str) {
+        assert!(
+            self.metad_log().contains(BOOTED),
+            "no boot signal received\n{why}"
+        );
+    }
+
+    fn scwd(&self, args: &[&str], wrapper: &[&str]) -> (Command, PathBuf) {
+        let n = self.runs.fetch_add(1, Ordering::SeqCst);
+        let log = self.dir.join(format!("scwd-{n}.err"));
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns])
+            .args(wrapper)
+            .arg(SCWD)
+            .args(args)
+            .arg("-f")
+            .arg(self.conf())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            // A file, not a pipe: a lingering child must not hold the
+            // test up, and the log can be read while scwd runs.
+            .stderr(fs::File::create(&log).expect("create scwd log"));
+        (cmd, log)
+    }
+
+    /// Runs `scwd -o -f <lab conf>` to the end.
+    fn once(&self) -> Run {
+        self.once_wrapped(&[])
+    }
+
+    /// Runs `scwd -o` under `wrapper` (e.g. /usr/bin/time).
+    fn once_wrapped(&self, wrapper: &[&str]) -> Run {
+        let (mut cmd, log) = self.scwd(&["-o"], wrapper);
+        let start = Instant::now();
+        let mut child = cmd.spawn().expect("spawn scwd");
+        let status = wait_child(&mut child, ONCE_LIMIT);
+        let elapsed = start.elapsed();
+        let stderr = fs::read_to_string(&log).unwrap_or_default();
+        let metad = self.metad_log();
+        let status = status.unwrap_or_else(|| {
+            panic!("scwd -o still running after {ONCE_LIMIT:?}\n{stderr}\n{metad}")
+        });
+        let run = Run {
+            status,
+            stderr,
+            elapsed,
+            metad,
+        };
+        assert!(!run.stderr.contains("panicked"), "scwd panicked\n{run}");
+        run
+    }
+
+    /// Starts a resident `scwd -d`.
+    fn daemon(&self) -> Daemon {
+        let (mut cmd, log) = self.scwd(&["-d"], &[]);
+        Daemon {
+            child: cmd.spawn().expect("spawn scwd -d"),
+            log,
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        match lab_sh().args(["down", &self.name]).output() {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!("lab.sh down {}: {}", self.name, text(&out.stderr)),
+            Err(e) => eprintln!("lab.sh down {}: {e}", self.name),
+        }
+    }
+}
+
+/// Waits for `child` at most `limit`; kills it (our own child) after that.
+fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let mut status = None;
+    wait_until(limit, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    status
+}
+
+/// One finished `scwd -o`.
+struct Run {
+    status: ExitStatus,
+    stderr: String,
+    elapsed: Duration,
+    metad: String,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "scwd -o: {} after {:?}\n--- scwd stderr\n{}--- scwd-metad log\n{}",
+            self.status, self.elapsed, self.stderr, self.metad
+        )
+    }
+}
+
+impl Run {
+    fn assert_exit(&self, code: i32) {
+        assert_eq!(self.status.code(), Some(code), "{self}");
+    }
+
+    /// Some line of scwd's log holds every one of `words` (any case).
+    fn assert_logged(&self, words: &[&str]) {
+        let found = self.stderr.lines().any(|l| {
+            let l = l.to_lowercase();
+            words.iter().all(|w| l.contains(&w.to_lowercase()))
+        });
+        assert!(found, "no scwd log line with all of {words:?}\n{self}");
+    }
+
+    /// Lines of scwd's log holding `word`.
+    fn lines_with(&self, word: &str) -> Vec<&str> {
+        self.stderr.lines().filter(|l| l.contains(word)).collect()
+    }
+}
+
+/// A resident `scwd -d`; killed if the test leaves it running.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {sig}");
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("scwd -d exited: {status}\n{}", self.log());
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Parses `t=+1234ms REST` lines of the service's log.
+fn metad_events(log: &str) -> Vec<(u64, &str)> {
+    log.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("t=+")?;
+            let (ms, rest) = rest.split_once("ms ")?;
+            Some((ms.parse().ok()?, rest))
+        })
+        .collect()
+}
+
+/// "client went away after N ms" from the service's log: how long a
+/// client waited before it gave up on a request.
+fn gave_up_after_ms(log: &str) -> Vec<u64> {
+    metad_events(log)
+        .into_iter()
+        .filter_map(|(_, rest)| {
+            let after = rest.split_once("client went away after ")?.1;
+            after.split_once(" ms")?.0.parse().ok()
+        })
+        .collect()
+}
+
+/// "N body bytes sent" from the service's log.
+fn body_bytes_sent(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter_map(|l| {
+            let before = l.split_once(" body bytes sent")?.0;
+            before.rsplit(' ').next()?.parse().ok()
+        })
+        .collect()
+}
+
+fn configures(test: &str, gateway_mode: &str, fixture: &str, addr: &str, gateway: &str) {
+    let Some(lab) = Lab::up(test, gateway_mode, fixture, &[]) else {
+        return;
+    };
+    lab.assert_unconfigured("before scwd ran");
+    let run = lab.once();
+    run.assert_exit(0);
+    assert_eq!(lab.global_addrs(), [addr], "{run}");
+    lab.assert_routed(gateway, addr, &run.to_string());
+    lab.assert_booted(&run.to_string());
+    let events = metad_events(&run.metad);
+    let patch = events
+        .iter()
+        .position(|(_, r)| r.starts_with("PATCH /state"));
+    let get = events.iter().position(|(_, r)| r.starts_with("GET /conf"));
+    assert!(patch < get, "boot signal must come first\n{run}");
+}
+
+#[test]
+fn legacy_127_object_with_global_gateway() {
+    configures(
+        "legacy_127_object_with_global_gateway",
+        "global",
+        LEGACY,
+        LEGACY_ADDR,
+        LEGACY_GATEWAY,
+    );
+}
+
+#[test]
+fn routed_64_with_link_local_gateway() {
+    configures(
+        "routed_64_with_link_local_gateway",
+        "link-local",
+        ROUTED,
+        ROUTED_ADDR,
+        LL_GATEWAY,
+    );
+}
+
+#[test]
+fn ipv6_only_routed() {
+    configures(
+        "ipv6_only_routed",
+        "link-local",
+        IPV6_ONLY,
+        IPV6_ONLY_ADDR,
+        LL_GATEWAY,
+    );
+}
+
+/// Runs `scwd -o` in a lab serving `fixture` from a service started
+/// with `flags`; wants exit `code`, the boot signal sent, and vio0 and
+/// every route exactly as they were: nothing half-applied.
+fn leaves_vio0_alone(
+    test: &str,
+    gateway_mode: &str,
+    fixture: &str,
+    flags: &[&str],
+    code: i32,
+) -> Option<(Lab, Run)> {
+    let lab = Lab::up(test, gateway_mode, fixture, flags)?;
+    let before = lab.snapshot();
+    let run = lab.once();
+    run.assert_exit(code);
+    assert_eq!(lab.snapshot(), before, "vio0 or routes changed\n{run}");
+    lab.assert_booted(&run.to_string());
+    Some((lab, run))
+}
+
+#[test]
+fn no_ipv6_configures_nothing_and_signals_booted() {
+    let test = "no_ipv6_configures_nothing_and_signals_booted";
+    let Some((lab, run)) = leaves_vio0_alone(test, "none", NO_IPV6, &[], 0) else {
+        return;
+    };
+    lab.assert_unconfigured(&run.to_string());
+    run.assert_logged(&["ipv6"]);
+}
+
+#[test]
+fn second_run_is_idempotent() {
+    let Some(lab) = Lab::up("second_run_is_idempotent", "link-local", ROUTED, &[]) else {
+        return;
+    };
+    let first = lab.once();
+    first.assert_exit(0);
+    let after_first = lab.snapshot();
+    let second = lab.once();
+    second.assert_exit(0);
+    assert_eq!(lab.snapshot(), after_first, "{second}");
+    assert_eq!(lab.global_addrs(), [ROUTED_ADDR], "{second}");
+    lab.assert_routed(LL_GATEWAY, ROUTED_ADDR, &second.to_string());
+}
+
+#[test]
+fn bad_metadata_leaves_vio0_as_it_was() {
+    let test = "bad_metadata_leaves_vio0_as_it_was";
+    let Some((_lab, run)) = leaves_vio0_alone(test, "link-local", BAD_PREFIX, &[], 1) else {
+        return;
+    };
+    let errors = run.lines_with("64; reboot");
+    assert_eq!(
+        errors.len(),
+        1,
+        "want one error line naming the netmask\n{run}"
+    );
+    run.assert_logged(&["netmask", "64; reboot"]);
+    assert!(
+        run.elapsed < Duration::from_secs(10),
+        "bad metadata is final\n{run}"
+    );
+}
+
+#[test]
+fn bad_metadata_truncated_json_leaves_vio0_as_it_was() {
+    let test = "bad_metadata_truncated_json_leaves_vio0_as_it_was";
+    let Some((_lab, run)) = leaves_vio0_alone(test, "link-local", TRUNCATED_JSON, &[], 1) else {
+        return;
+    };
+    assert_eq!(run.lines_with("invalid JSON").len(), 1, "{run}");
+    assert!(
+        run.elapsed < Duration::from_secs(10),
+        "bad metadata is final\n{run}"
+    );
+}
+
+/// Waits until vio0 holds exactly `addr` and routes via the lab gateway.
+fn wait_configured(lab: &Lab, daemon: &mut Daemon, addr: &str) {
+    let ok = wait_until(Duration::from_secs(15), || {
+        lab.global_addrs() == [addr]
+            && lab.default_routes().len() == 1
+            && lab.ip(&["-6", "route", "get", FAR]).is_ok()
+    });
+    daemon.assert_running();
+    assert!(
+        ok,
+        "vio0 not configured with {addr}: {:?} {:?}\n{}\n{}",
+        lab.global_addrs(),
+        lab.default_routes(),
+        daemon.log(),
+        lab.metad_log()
+    );
+}
+
+#[test]
+fn sighup_refetches_and_reconciles() {
+    let test = "sighup_refetches_and_reconciles";
+    let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
+        return;
+    };
+    let mut daemon = lab.daemon();
+    wait_configured(&lab, &mut daemon, ROUTED_ADDR);
+    let gets = |log: &str| log.matches("GET /conf?format=json -> 200").count();
+    assert_eq!(gets(&lab.metad_log()), 1);
+
+    lab.set_fixture(RENUMBERED);
+    daemon.signal("HUP");
+    wait_configured(&lab, &mut daemon, RENUMBERED_ADDR);
+    lab.assert_routed(LL_GATEWAY, RENUMBERED_ADDR, &daemon.log());
+    assert_eq!(gets(&lab.metad_log()), 2, "{}", lab.metad_log());
+    assert_eq!(
+        lab.metad_log().matches(BOOTED).count(),
+        1,
+        "a refresh is not a reboot"
+    );
+}
+
+#[test]
+fn sigterm_exits_0_leaving_the_configuration() {
+    let test = "sigterm_exits_0_leaving_the_configuration";
+    let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
+        return;
+    };
+    let mut daemon = lab.daemon();
+    wait_configured(&lab, &mut daemon, ROUTED_ADDR);
+    let configured = lab.snapshot();
+    daemon.signal("TERM");
+    let status = wait_child(&mut daemon.child, Duration::from_secs(5));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "scwd -d after SIGTERM\n{}",
+        daemon.log()
+    );
+    assert_eq!(lab.snapshot(), configured, "{}", daemon.log());
+}
+
+/// Without -d or -o scwd daemonizes, and the foreground process returns
+/// once the first configuration is in place, so rc(8) goes on with IPv6.
+#[test]
+fn daemonized_start_returns_once_configured() {
+    let test = "daemonized_start_returns_once_configured";
+    let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
+        return;
+    };
+    let (mut cmd, log) = lab.scwd(&[], &[]);
+    let mut child = cmd.spawn().expect("spawn scwd");
+    let status = wait_child(&mut child, Duration::from_secs(20));
+    let why = format!(
+        "{}\n{}",
+        fs::read_to_string(&log).unwrap_or_default(),
+        lab.metad_log()
+    );
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{why}");
+    assert_eq!(lab.global_addrs(), [ROUTED_ADDR], "{why}");
+    lab.assert_routed(LL_GATEWAY, ROUTED_ADDR, &why);
+    lab.assert_booted(&why);
+}
+
+// The fault matrix: the service misbehaves (scwd-metad flags), scwd
+// copes, and says so in one log line.
+
+/// A routed lab whose service misbehaves as `flags` say; runs `scwd -o`
+/// and checks that it still configured vio0 and signalled booted.
+fn survives(test: &str, flags: &[&str]) -> Option<(Lab, Run)> {
+    let lab = Lab::up(test, "link-local", ROUTED, flags)?;
+    let run = lab.once();
+    run.assert_exit(0);
+    assert_eq!(lab.global_addrs(), [ROUTED_ADDR], "{run}");
+    lab.assert_routed(LL_GATEWAY, ROUTED_ADDR, &run.to_string());
+    lab.assert_booted(&run.to_string());
+    Some((lab, run))
+}
+
+#[test]
+fn fault_service_down_for_3s() {
+    let Some((_lab, run)) = survives("fault_service_down_for_3s", &["-D", "3"]) else {
+        return;
+    };
+    run.assert_logged(&["boot signal", "connect", "refused"]);
+    let events = metad_events(&run.metad);
+    let up = events
+        .iter()
+        .find(|(_, r)| r.starts_with("listening on"))
+        .map(|(t, _)| *t)
+        .expect("service came up");
+    let first = events
+        .iter()
+        .find(|(_, r)| r.starts_with("PATCH /state"))
+        .map(|(t, _)| *t)
+        .expect("boot signal");
+    assert!(up >= 3000, "{run}");
+    assert!(
+        first - up <= 1500,
+        "service up at {up} ms, first request at {first} ms: want within about 1 s\n{run}"
+    );
+}
+
+#[test]
+fn fault_first_3_requests_500() {
+    let Some((_lab, run)) = survives("fault_first_3_requests_500", &["-e", "3"]) else {
+        return;
+    };
+    run.assert_logged(&["HTTP 500"]);
+    assert_eq!(run.metad.matches("-> 500").count(), 3, "{run}");
+}
+
+#[test]
+fn fault_429_then_success() {
+    let Some((_lab, run)) = survives("fault_429_then_success", &["-q", "1"]) else {
+        return;
+    };
+    run.assert_logged(&["boot signal", "HTTP 429"]);
+    assert_eq!(run.metad.matches("-> 429").count(), 1, "{run}");
+}
+
+#[test]
+fn fault_connection_reset() {
+    let Some((_lab, run)) = survives("fault_connection_reset", &["-r", "2"]) else {
+        return;
+    };
+    assert_eq!(run.metad.matches("-> reset").count(), 2, "{run}");
+    let reported = run.stderr.lines().any(|l| {
+        let l = l.to_lowercase();
+        l.contains("169.254.42.42") && (l.contains("reset") || l.contains("closed"))
+    });
+    assert!(reported, "no log line about the reset\n{run}");
+}
+
+#[test]
+fn fault_request_hangs_until_the_timeout() {
+    let Some((_lab, run)) = survives("fault_request_hangs_until_the_timeout", &["-w", "1"]) else {
+        return;
+    };
+    run.assert_logged(&["boot signal", "no complete answer"]);
+    let waited = gave_up_after_ms(&run.metad);
+    assert!(
+        waited.len() == 1 && (4500..=7000).contains(&waited[0]),
+        "the hung request should be dropped by the 5 s request timeout: {waited:?}\n{run}"
+    );
+}
+
+#[test]
+fn fault_truncated_body_is_retried() {
+    let Some((_lab, run)) = survives("fault_truncated_body_is_retried", &["-t", "2"]) else {
+        return;
+    };
+    run.assert_logged(&["metadata", "response body"]);
+    assert_eq!(run.metad.matches("-> 200 truncated").count(), 2, "{run}");
+}
+
+/// A body that always breaks off: -o keeps trying for its minute, then
+/// exits 1 with vio0 untouched.
+#[test]
+fn fault_truncated_body_always_gives_up() {
+    let test = "fault_truncated_body_always_gives_up";
+    let Some((_lab, run)) = leaves_vio0_alone(test, "link-local", ROUTED, &["-t", "all"], 1) else {
+        return;
+    };
+    run.assert_logged(&["response body"]);
+    run.assert_logged(&["gave up"]);
+    assert!(run.elapsed >= Duration::from_secs(55), "{run}");
+}
+
+/// Highest VmHWM (KiB) of the processes in the lab's instance namespace,
+/// sampled while `done` is false.
+fn sample_hwm(ns: String, done: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u64 {
+    let mut max = 0;
+    while !done.load(Ordering::SeqCst) {
+        let pids = Command::new("ip")
+            .args(["netns", "pids", &ns])
+            .output()
+            .map(|o| text(&o.stdout))
+            .unwrap_or_default();
+        for pid in pids.split_whitespace() {
+            let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let hwm = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0);
+            max = max.max(hwm);
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    max
+}
+
+/// Peak memory of scwd (both processes) must stay far below the body.
+const MEMORY_LIMIT_KIB: u64 = 48 * 1024;
+
+fn huge_body_refused(test: &str, flags: &[&str]) {
+    let Some(lab) = Lab::up(test, "link-local", ROUTED, flags) else {
+        return;
+    };
+    let before = lab.snapshot();
+    let time_out = lab.dir.join("time.out");
+    let time_out_arg = time_out.to_string_lossy().into_owned();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (ns, done) = (lab.ns.clone(), done.clone());
+        thread::spawn(move || sample_hwm(ns, done))
+    };
+    // GNU time's %M is the peak RSS of scwd and the children it reaped.
+    let run = lab.once_wrapped(&["/usr/bin/time", "-f", "%M", "-o", &time_out_arg]);
+    done.store(true, Ordering::SeqCst);
+    let sampled = sampler.join().expect("sampler");
+    // The last line: a failing command gets "Command exited with
+    // non-zero status 1" before it.
+    let timed: u64 = fs::read_to_string(&time_out)
+        .unwrap_or_default()
+        .lines()
+        .last()
+        .unwrap_or("")
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("/usr/bin/time -f %M gave nothing\n{run}"));
+    run.assert_exit(1);
+    run.assert_logged(&["larger than 1048576 bytes"]);
+    assert_eq!(lab.snapshot(), before, "{run}");
+    lab.assert_booted(&run.to_string());
+    let peak = timed.max(sampled);
+    assert!(
+        peak < MEMORY_LIMIT_KIB,
+        "scwd peaked at {peak} KiB reading a 100 MiB body\n{run}"
+    );
+    // scwd stopped reading: the service could not hand over much more
+    // than 1 MiB plus what the sockets buffer.
+    let sent = body_bytes_sent(&run.metad);
+    assert!(
+        !sent.is_empty() && sent.iter().all(|&n| n < 16 << 20),
+        "body bytes sent before scwd hung up: {sent:?}\n{run}"
+    );
+    println!("{test}: scwd peak RSS {peak} KiB, service sent {sent:?} bytes");
+}
+
+#[test]
+fn fault_huge_body_with_content_length() {
+    huge_body_refused("fault_huge_body_with_content_length", &["-B", "100M"]);
+}
+
+#[test]
+fn fault_huge_body_without_content_length() {
+    huge_body_refused(
+        "fault_huge_body_without_content_length",
+        &["-B", "100M", "-n"],
+    );
+}
+
+#[test]
+fn fault_slow_drip_body_hits_the_total_timeout() {
+    // The first metadata answer drips a byte every 50 ms (about a minute
+    // in all): only a total timeout, not an idle one, gets scwd out.
+    let flags = ["-m", "/conf", "-s", "50", "-S", "1"];
+    let Some((_lab, run)) = survives("fault_slow_drip_body_hits_the_total_timeout", &flags) else {
+        return;
+    };
+    run.assert_logged(&["metadata", "no complete answer"]);
+    let waited = gave_up_after_ms(&run.metad);
+    assert!(
+        waited.len() == 1 && (4500..=7000).contains(&waited[0]),
+        "the dripped answer should be cut by the 5 s request timeout: {waited:?}\n{run}"
+    );
+    assert!(run.elapsed < Duration::from_secs(20), "{run}");
+}
+
+#[test]
+fn fault_patch_fails_while_get_works() {
+    let Some((_lab, run)) = survives("fault_patch_fails_while_get_works", &["-p", "3"]) else {
+        return;
+    };
+    run.assert_logged(&["boot signal", "HTTP 500"]);
+    let patches: Vec<&str> = run
+        .metad
+        .lines()
+        .filter(|l| l.contains("PATCH /state"))
+        .collect();
+    assert_eq!(patches.len(), 4, "{run}");
+    assert!(
+        patches[..3]
+            .iter()
+            .all(|l| l.ends_with("-> 500 (patch failure)")),
+        "{run}"
+    );
+    assert!(patches[3].ends_with(BOOTED), "{run}");
+}
