@@ -388,11 +388,14 @@ fn request_error(url: &str, e: &reqwest::Error) -> FetchError {
             cause: root_cause(e),
         }
     } else if e.is_connect() {
-        // Also covers a handshake that outlasted CONNECT_TIMEOUT.
-        FetchError::Connect {
-            url,
-            cause: root_cause(e),
-        }
+        // reqwest's own connect deadline surfaces as tokio's "deadline has
+        // elapsed"; say which deadline.
+        let cause = if e.is_timeout() {
+            format!("no answer within {} s", CONNECT_TIMEOUT.as_secs())
+        } else {
+            root_cause(e)
+        };
+        FetchError::Connect { url, cause }
     } else if e.is_timeout() {
         FetchError::Timeout { url }
     } else {

@@ -3,7 +3,7 @@
 //! and what the server actually received.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
@@ -402,6 +402,50 @@ fn connection_closed_without_answer_is_retryable() {
     assert_eq!(server.requests().len(), 1);
 }
 
+// Deadlines take seconds each, so one test waits for them all at once
+// rather than holding two of the test harness's threads for 5 s apiece.
+#[test]
+fn deadlines() {
+    thread::scope(|scope| {
+        scope.spawn(unanswered_connect_gives_up_after_2_s);
+        scope.spawn(silent_server_times_out);
+        scope.spawn(slow_body_times_out_on_the_total_deadline);
+    });
+}
+
+/// The connect deadline: a handshake nobody answers ends after 2 s.
+fn unanswered_connect_gives_up_after_2_s() {
+    // A listener that never accepts: once its queue is full the kernel
+    // drops further SYNs, the same as an absent host on the link.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    let full = loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) if queued.len() < 10_000 => queued.push(s),
+            Ok(_) => break false,
+            Err(e) => break e.kind() == std::io::ErrorKind::TimedOut,
+        }
+    };
+    if !full {
+        eprintln!("SKIPPED: unanswered_connect_gives_up_after_2_s: SYNs are not dropped");
+        return;
+    }
+    let base = format!("http://{addr}");
+    let started = Instant::now();
+    let e = client(&[&base]).signal_booted().unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(
+        e.to_string(),
+        format!("{base}/state: connect: no answer within 2 s")
+    );
+    assert!(e.is_retryable());
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+}
+
 /// Runs `call` against `server` and checks it gives up with a timeout
 /// after the 5 s request deadline, not before and not much later.
 fn assert_times_out(server: &Server, (call, path): (Call, &str)) {
@@ -421,7 +465,7 @@ fn assert_times_out(server: &Server, (call, path): (Call, &str)) {
     );
 }
 
-#[test]
+/// The request deadline: a server that never answers.
 fn silent_server_times_out() {
     let server = Server::start(Script::Hold(Vec::new()));
     assert_times_out(&server, CALLS[0]);
@@ -429,7 +473,7 @@ fn silent_server_times_out() {
     server.wait_finished();
 }
 
-#[test]
+/// The request deadline covers the body, not each read.
 fn slow_body_times_out_on_the_total_deadline() {
     // A byte every 500 ms keeps every single read well inside 5 s; only a
     // deadline on the whole request ends it.
