@@ -215,6 +215,7 @@ pub fn from_metadata(meta: &Metadata, interface: &str) -> Result<Built, PlanErro
         default_gateway: None,
     };
     let mut notes = Vec::new();
+    let mut gateway_source = "";
     for (source, fields) in &entries {
         let (net, gateway) = read_entry(source, fields)?;
         match plan.addresses.iter().find(|n| n.addr == net.addr) {
@@ -226,7 +227,10 @@ pub fn from_metadata(meta: &Metadata, interface: &str) -> Result<Built, PlanErro
             None => plan.addresses.push(net),
         }
         match (plan.default_gateway, gateway) {
-            (None, Some(gw)) => plan.default_gateway = Some(gw),
+            (None, Some(gw)) => {
+                plan.default_gateway = Some(gw);
+                gateway_source = source;
+            }
             (Some(first), Some(gw)) if first != gw => notes.push(format!(
                 "{source}: gateway {gw} ignored, default route via {first}"
             )),
@@ -235,6 +239,14 @@ pub fn from_metadata(meta: &Metadata, interface: &str) -> Result<Built, PlanErro
     }
     if plan.addresses.len() > MAX_ADDRESSES {
         return Err(PlanError::TooManyAddresses(plan.addresses.len()));
+    }
+    // Each entry's gateway was checked against its own address; the
+    // default route must also hold against the plan as a whole, as the
+    // parent's Plan::validate checks it: not another entry's address, and
+    // on-link for an address kept (a repeated address keeps its first
+    // prefix, which may not hold the gateway).
+    if let Some(gw) = plan.default_gateway {
+        check_gateway(gw, &plan.addresses).map_err(|e| e.at(gateway_source))?;
     }
     Ok(Built { plan, notes })
 }
