@@ -132,20 +132,34 @@ impl<B: Backend> Applier<B> {
     /// an earlier plan and this one no longer holds taken away.
     pub fn apply(&mut self, plan: &Plan) -> Result<Changes, NetError> {
         let mut changes = Changes::default();
+        // scwd's own addresses that come back with another prefix length:
+        // both kernels refuse the same address twice, so the old one goes
+        // first, and comes back if this call gives up.
+        let mut replaced = Vec::new();
         for net in &plan.addresses {
+            let stale = |o: &Ipv6Net| o.addr == net.addr && o.prefixlen != net.prefixlen;
+            if let Some(pos) = self.owned.iter().position(stale) {
+                let old = self.owned.remove(pos);
+                if let Err(e) = self.backend.delete_address(&old) {
+                    self.owned.push(old);
+                    return Err(self.roll_back(&changes.added, &replaced, e));
+                }
+                replaced.push(old);
+            }
             match self.backend.add_address(net) {
                 Ok(Added::New) => changes.added.push(*net),
                 Ok(Added::Existing) => {}
-                Err(e) => return Err(self.roll_back(&changes.added, e)),
+                Err(e) => return Err(self.roll_back(&changes.added, &replaced, e)),
             }
         }
         if let Some(gw) = plan.default_gateway {
             match self.backend.add_default_route(gw) {
                 Ok(Added::New) => changes.route_added = Some(gw),
                 Ok(Added::Existing) => {}
-                Err(e) => return Err(self.roll_back(&changes.added, e)),
+                Err(e) => return Err(self.roll_back(&changes.added, &replaced, e)),
             }
         }
+        changes.removed.extend(&replaced);
 
         // The new configuration is in place; now retire the old one.
         if let Some(old) = self.owned_route {
@@ -178,12 +192,19 @@ impl<B: Backend> Applier<B> {
         Ok(changes)
     }
 
-    /// Removes what this call added, then hands back the error that made
-    /// it give up. A failed removal is logged: there is nothing more to do.
-    fn roll_back(&mut self, added: &[Ipv6Net], err: NetError) -> NetError {
+    /// Removes what this call added and puts back what it replaced, then
+    /// hands back the error that made it give up. A failed step is only
+    /// logged: there is nothing more to do.
+    fn roll_back(&mut self, added: &[Ipv6Net], replaced: &[Ipv6Net], err: NetError) -> NetError {
         for net in added.iter().rev() {
             if let Err(e) = self.backend.delete_address(net) {
                 log::warn!("rollback: {e}");
+            }
+        }
+        for net in replaced {
+            match self.backend.add_address(net) {
+                Ok(_) => self.owned.push(*net),
+                Err(e) => log::warn!("rollback: {e}"),
             }
         }
         err
@@ -212,6 +233,10 @@ mod tests {
             self.calls.push(format!("add {net}"));
             if self.addrs.contains(net) {
                 return Ok(Added::Existing);
+            }
+            if self.addrs.iter().any(|a| a.addr == net.addr) {
+                let e = io::Error::from_raw_os_error(libc::EINVAL);
+                return Err(NetError::new("vio0", format!("SIOCAIFADDR_IN6 {net}"), e));
             }
             self.addrs.push(*net);
             Ok(Added::New)
@@ -330,6 +355,28 @@ mod tests {
             a.backend().routes,
             vec!["fe80::ff".parse::<Ipv6Addr>().unwrap()]
         );
+    }
+
+    #[test]
+    fn a_new_prefix_length_replaces_scwds_own_address() {
+        let mut a = Applier::new(Table::default());
+        a.apply(&plan(&["2001:db8::1/64"], Some("fe80::1")))
+            .unwrap();
+        let c = a
+            .apply(&plan(&["2001:db8::1/127"], Some("fe80::1")))
+            .unwrap();
+        assert_eq!(c.added, vec![net("2001:db8::1/127")]);
+        assert_eq!(c.removed, vec![net("2001:db8::1/64")]);
+        assert_eq!(a.backend().addrs, vec![net("2001:db8::1/127")]);
+
+        // Given up: the /127 comes back.
+        a.backend.fail_route = true;
+        a.apply(&plan(&["2001:db8::1/64"], Some("fe80::2")))
+            .unwrap_err();
+        assert_eq!(a.backend().addrs, vec![net("2001:db8::1/127")]);
+        a.backend.fail_route = false;
+        let c = a.apply(&plan(&[], None)).unwrap();
+        assert_eq!(c.removed, vec![net("2001:db8::1/127")]);
     }
 
     #[test]
