@@ -76,8 +76,38 @@ fn lab_unavailable() -> Option<&'static str> {
         if !netns.is_ok_and(|s| s.success()) {
             return Some("needs root and ip netns (iproute2)");
         }
+        sweep_orphan_labs();
         None
     })
+}
+
+/// Deletes labs left by a test process that died of a signal (no Drop
+/// ran): lab names start with the pid of the process that made them,
+/// and a lab whose process is gone belongs to nobody.
+fn sweep_orphan_labs() {
+    let mut names: Vec<String> = fs::read_dir(lab_run_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let netns = Command::new("ip").args(["netns", "list"]).output();
+    let netns = netns.map(|o| text(&o.stdout)).unwrap_or_default();
+    names.extend(netns.lines().filter_map(|l| {
+        let ns = l.split_whitespace().next()?.strip_prefix("scwd-")?;
+        Some(ns.strip_suffix("-md").unwrap_or(ns).to_string())
+    }));
+    names.sort();
+    names.dedup();
+    for name in names {
+        let Some((pid, _)) = name.strip_prefix('t').and_then(|r| r.split_once('-')) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            eprintln!("deleting lab {name}: its test process {pid} is gone");
+            let _ = lab_sh().args(["down", &name]).output();
+        }
+    }
 }
 
 fn lab_run_dir() -> PathBuf {

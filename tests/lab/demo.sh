@@ -31,7 +31,7 @@ step "scwd -d -o -f $dir/scwd.conf   (once, in the foreground)"
 sed 's/^/  /' "$dir/scwd.conf"
 echo
 status=0
-"$lab" exec "$name" "$scwd" -d -o -f "$dir/scwd.conf" || status=$?
+"$lab" exec "$name" "$scwd" -d -o -f "$dir/scwd.conf" 2>&1 || status=$?
 echo "scwd exited $status"
 
 step "what the metadata service saw"
@@ -40,11 +40,11 @@ step "what the metadata service saw"
 step "vio0 now"
 echo "\$ ip -6 addr show dev vio0"
 "$lab" exec "$name" ip -6 addr show dev vio0
-echo "\$ ip -6 route show default"
+echo "\$ ip -6 route show default     (proto 83: scwd's own routes)"
 "$lab" exec "$name" ip -6 route show default
 echo "\$ ip -6 route get 2001:db8:ffff::1"
 if "$lab" exec "$name" ip -6 route get 2001:db8:ffff::1; then
-	echo "=> vio0 reaches the IPv6 internet through the gateway"
+	echo "=> traffic to the IPv6 internet leaves vio0 through the gateway"
 else
 	echo "=> no IPv6 default route on vio0"
 	[ "$status" -ne 0 ] || status=1
