@@ -716,16 +716,21 @@ fn fault_service_down_for_3s() {
         .find(|(_, r)| r.starts_with("listening on"))
         .map(|(t, _)| *t)
         .expect("service came up");
-    let first = events
-        .iter()
-        .find(|(_, r)| r.starts_with("PATCH /state"))
-        .map(|(t, _)| *t)
-        .expect("boot signal");
+    let first = |what: &str| {
+        events
+            .iter()
+            .find(|(_, r)| r.starts_with(what))
+            .map(|(t, _)| *t)
+            .unwrap_or_else(|| panic!("no {what}\n{run}"))
+    };
     assert!(up >= 3000, "{run}");
-    assert!(
-        first - up <= 1500,
-        "service up at {up} ms, first request at {first} ms: want within about 1 s\n{run}"
-    );
+    for what in ["PATCH /state", "GET /conf?format=json"] {
+        let at = first(what);
+        assert!(
+            at - up <= 1500,
+            "service up at {up} ms, first {what} at {at} ms: want within about 1 s\n{run}"
+        );
+    }
 }
 
 #[test]
@@ -818,8 +823,9 @@ fn sample_hwm(ns: String, done: std::sync::Arc<std::sync::atomic::AtomicBool>) -
     max
 }
 
-/// Peak memory of scwd (both processes) must stay far below the body.
-const MEMORY_LIMIT_KIB: u64 = 48 * 1024;
+/// Peak memory of scwd (either process) must stay far below the body:
+/// about 8 MiB is measured (debug build), holding the body would be 100.
+const MEMORY_LIMIT_KIB: u64 = 24 * 1024;
 
 fn huge_body_refused(test: &str, flags: &[&str]) {
     let Some(lab) = Lab::up(test, "link-local", ROUTED, flags) else {
