@@ -20,6 +20,13 @@ demo:
 	${CARGO} build --release --locked
 	tests/lab/demo.sh
 
+# Fuzz each target for FUZZ_SECONDS (fuzz/run.sh: cargo-fuzz on the
+# stable toolchain, AddressSanitizer). Not part of test: it takes minutes.
+FUZZ_SECONDS ?=	60
+
+fuzz:
+	fuzz/run.sh ${FUZZ_SECONDS}
+
 # Install, OpenBSD layout, from an existing release build (run make first:
 # building as root is not install's job).  The rc.d script goes to /etc/rc.d
 # whatever the prefix, as packages put it there (@rcscript ${RCDIR});
@@ -55,4 +62,4 @@ check-openbsd:
 clean:
 	${CARGO} clean
 
-.PHONY: all test demo check-openbsd clean install
+.PHONY: all test demo check-openbsd clean install fuzz
