@@ -247,6 +247,14 @@ impl Lab {
         fs::read_to_string(self.dir.join("metad.log")).unwrap_or_default()
     }
 
+    /// The service's log once it holds `needle`: a request the client
+    /// dropped is logged when the service next writes to it, which may be
+    /// after scwd has exited.
+    fn metad_log_with(&self, needle: &str) -> String {
+        wait_until(Duration::from_secs(5), || self.metad_log().contains(needle));
+        self.metad_log()
+    }
+
     /// Serves `fixture` from now on.
     fn set_fixture(&self, fixture: &str) {
         let out = lab_sh()
@@ -766,11 +774,11 @@ fn fault_connection_reset() {
 
 #[test]
 fn fault_request_hangs_until_the_timeout() {
-    let Some((_lab, run)) = survives("fault_request_hangs_until_the_timeout", &["-w", "1"]) else {
+    let Some((lab, run)) = survives("fault_request_hangs_until_the_timeout", &["-w", "1"]) else {
         return;
     };
     run.assert_logged(&["boot signal", "no complete answer"]);
-    let waited = gave_up_after_ms(&run.metad);
+    let waited = gave_up_after_ms(&lab.metad_log_with("client went away"));
     assert!(
         waited.len() == 1 && (4500..=7000).contains(&waited[0]),
         "the hung request should be dropped by the 5 s request timeout: {waited:?}\n{run}"
@@ -864,7 +872,7 @@ fn huge_body_refused(test: &str, flags: &[&str]) {
     );
     // scwd stopped reading: the service could not hand over much more
     // than 1 MiB plus what the sockets buffer.
-    let sent = body_bytes_sent(&run.metad);
+    let sent = body_bytes_sent(&lab.metad_log_with(" body bytes sent"));
     assert!(
         !sent.is_empty() && sent.iter().all(|&n| n < 16 << 20),
         "body bytes sent before scwd hung up: {sent:?}\n{run}"
@@ -890,11 +898,11 @@ fn fault_slow_drip_body_hits_the_total_timeout() {
     // The first metadata answer drips a byte every 50 ms (about a minute
     // in all): only a total timeout, not an idle one, gets scwd out.
     let flags = ["-m", "/conf", "-s", "50", "-S", "1"];
-    let Some((_lab, run)) = survives("fault_slow_drip_body_hits_the_total_timeout", &flags) else {
+    let Some((lab, run)) = survives("fault_slow_drip_body_hits_the_total_timeout", &flags) else {
         return;
     };
     run.assert_logged(&["metadata", "no complete answer"]);
-    let waited = gave_up_after_ms(&run.metad);
+    let waited = gave_up_after_ms(&lab.metad_log_with("client went away"));
     assert!(
         waited.len() == 1 && (4500..=7000).contains(&waited[0]),
         "the dripped answer should be cut by the 5 s request timeout: {waited:?}\n{run}"
