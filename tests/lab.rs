@@ -930,3 +930,91 @@ fn fault_patch_fails_while_get_works() {
     );
     assert!(patches[3].ends_with(BOOTED), "{run}");
 }
+
+/// `(uid, parent pid)` of a process, from /proc/PID/status.
+fn uid_and_ppid(pid: u32) -> Option<(u32, u32)> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    };
+    Some((field("Uid:")?, field("PPid:")?))
+}
+
+/// While scwd runs resident, the process holding the TCP connection to the
+/// metadata service is the fetcher: a child of the parent, not root, its
+/// root directory the chroot. SIGTERM to the parent ends both.
+#[test]
+fn the_process_speaking_http_is_unprivileged_and_chrooted() {
+    let test = "the_process_speaking_http_is_unprivileged_and_chrooted";
+    // The first request hangs, so the fetcher's connection stays open
+    // long enough to be looked at (the per-request timeout is 5 s).
+    let Some(lab) = Lab::up(test, "link-local", ROUTED, &["-w", "1"]) else {
+        return;
+    };
+    let mut daemon = lab.daemon();
+    let parent = daemon.child.id();
+    let mut owner = None;
+    let seen = wait_until(Duration::from_secs(4), || {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.ns,
+                "ss",
+                "-tnpH",
+                "state",
+                "established",
+                "dst",
+                "169.254.42.42",
+            ])
+            .output()
+            .expect("run ss");
+        // users:(("scwd",pid=1234,fd=5))
+        owner = text(&out.stdout)
+            .split("pid=")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        owner.is_some()
+    });
+    assert!(
+        seen,
+        "no connection to the metadata service seen\n{}",
+        daemon.log()
+    );
+    let fetcher = owner.expect("seen");
+    assert_ne!(fetcher, parent, "the root parent itself speaks HTTP");
+
+    let (uid, ppid) = uid_and_ppid(fetcher).expect("fetcher status");
+    assert_ne!(uid, 0, "the fetcher runs as root");
+    assert_eq!(ppid, parent, "the HTTP process is not scwd's fetcher");
+    assert_eq!(
+        uid_and_ppid(parent).expect("parent status").0,
+        0,
+        "parent not root"
+    );
+    let root = fs::read_link(format!("/proc/{fetcher}/root")).expect("fetcher root");
+    assert_eq!(root, lab.dir.join("empty"), "the fetcher is not chrooted");
+
+    wait_configured(&lab, &mut daemon, ROUTED_ADDR);
+    daemon.signal("TERM");
+    let status = wait_child(&mut daemon.child, Duration::from_secs(5));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "parent after SIGTERM\n{}",
+        daemon.log()
+    );
+    let gone = wait_until(Duration::from_secs(3), || {
+        !Path::new(&format!("/proc/{fetcher}")).exists()
+    });
+    assert!(
+        gone,
+        "fetcher {fetcher} still there after the parent exited\n{}",
+        daemon.log()
+    );
+}
