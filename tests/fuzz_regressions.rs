@@ -25,7 +25,10 @@ fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
             if path.extension().is_some_and(|x| x == "md") {
                 continue;
             }
-            let name = format!("{kind}/{target}/{}", path.file_name().unwrap().display());
+            let name = format!(
+                "{kind}/{target}/{}",
+                path.file_name().unwrap().to_string_lossy()
+            );
             found.push((name, fs::read(&path).unwrap()));
         }
     }
