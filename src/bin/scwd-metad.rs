@@ -9,6 +9,9 @@
 //! Every request is logged as one line, flushed at once so a test can
 //! follow the log while scwd runs:
 //! `t=+1234ms PATCH /state {"state_detail":"booted"} -> 200`.
+//! With `-T` the time is the wall clock instead, in seconds since the
+//! epoch to the microsecond (`t=1732700000.123456`), so that a benchmark
+//! can compare it with a timestamp taken in another process.
 //! Large answers are generated while they are sent, never held in memory.
 
 use std::env;
@@ -19,12 +22,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 const USAGE: &str =
-    "usage: scwd-metad [-n] [-a address] [-B size] [-D seconds] [-e count] [-l logfile]
+    "usage: scwd-metad [-nT] [-a address] [-B size] [-D seconds] [-e count] [-l logfile]
                   [-m path] [-p count] [-q count] [-r count] [-S count] [-s ms]
                   [-t count] [-w count] -f fixture";
 
@@ -84,6 +87,7 @@ struct Options {
     truncate: Count,
     huge: Option<u64>,
     huge_unframed: bool,
+    epoch_time: bool,
     drip: Option<Duration>,
     drip_count: Count,
 }
@@ -160,6 +164,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, Option<
         truncate: Count::First(0),
         huge: None,
         huge_unframed: false,
+        epoch_time: false,
         drip: None,
         drip_count: Count::All,
     };
@@ -174,6 +179,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, Option<
         for (i, flag) in cluster.char_indices() {
             if flag == 'n' {
                 opts.huge_unframed = true;
+                continue;
+            }
+            if flag == 'T' {
+                opts.epoch_time = true;
                 continue;
             }
             if !"aBDeflmpqrSstw".contains(flag) {
@@ -232,6 +241,8 @@ struct Counters {
 struct Service {
     opts: Options,
     start: Instant,
+    /// The wall clock at `start`, for `-T`.
+    start_wall: SystemTime,
     log: Mutex<Box<dyn Write + Send>>,
     counters: Mutex<Counters>,
 }
@@ -244,7 +255,13 @@ impl Service {
     /// Writes one line and flushes it: tests read the log while we run.
     fn log(&self, at: Instant, line: fmt::Arguments) {
         let mut out = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(out, "t=+{}ms {}", self.millis(at), line);
+        if self.opts.epoch_time {
+            let wall = self.start_wall + at.duration_since(self.start);
+            let t = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+            let _ = writeln!(out, "t={}.{:06} {}", t.as_secs(), t.subsec_micros(), line);
+        } else {
+            let _ = writeln!(out, "t=+{}ms {}", self.millis(at), line);
+        }
         let _ = out.flush();
     }
 
@@ -849,6 +866,7 @@ fn main() {
     });
     let svc = Arc::new(Service {
         start: Instant::now(),
+        start_wall: SystemTime::now(),
         log: Mutex::new(log),
         counters: Mutex::new(Counters::default()),
         opts,
@@ -888,6 +906,8 @@ mod tests {
     fn flags_group_and_glue_like_getopt() {
         let o = args("-nB100M -a 127.0.0.1:0 -e3 -f x.json -q all -s 5 -S 1").unwrap();
         assert!(o.huge_unframed);
+        assert!(!o.epoch_time);
+        assert!(args("-Tf x.json").unwrap().epoch_time);
         assert_eq!(o.huge, Some(100 << 20));
         assert_eq!(o.address, "127.0.0.1:0".parse().unwrap());
         assert_eq!(o.error500, Count::First(3));
