@@ -20,6 +20,12 @@ demo:
 	${CARGO} build --release --locked
 	tests/lab/demo.sh
 
+# scwd -o against the rc.local recipe it replaces, in the namespace lab:
+# prints the medians and the targets (tests/lab/bench.sh). Needs root.
+bench:
+	${CARGO} build --release --locked
+	tests/lab/bench.sh
+
 # Fuzz each target for FUZZ_SECONDS (fuzz/run.sh: cargo-fuzz on the
 # stable toolchain, AddressSanitizer). Not part of test: it takes minutes.
 FUZZ_SECONDS ?=	60
@@ -62,4 +68,4 @@ check-openbsd:
 clean:
 	${CARGO} clean
 
-.PHONY: all test demo check-openbsd clean install fuzz
+.PHONY: all test demo check-openbsd clean install bench fuzz
