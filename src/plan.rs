@@ -1,5 +1,6 @@
 //! The plan: what scwd will configure, validated, and nothing else.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::Ipv6Addr;
 
@@ -9,6 +10,9 @@ use crate::metadata::{IpEntry, IpFields, Metadata};
 
 /// Most addresses one plan may hold; a Scaleway instance has a handful.
 pub const MAX_ADDRESSES: usize = 16;
+
+/// Most notes kept from one document; the rest are counted.
+pub const MAX_NOTES: usize = 8;
 
 /// An IPv6 address with its prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -216,15 +220,21 @@ pub fn from_metadata(meta: &Metadata, interface: &str) -> Result<Built, PlanErro
     };
     let mut notes = Vec::new();
     let mut gateway_source = "";
+    // Address to the prefix length it was first listed with: a hostile
+    // document may list tens of thousands.
+    let mut seen: HashMap<Ipv6Addr, u8> = HashMap::new();
     for (source, fields) in &entries {
         let (net, gateway) = read_entry(source, fields)?;
-        match plan.addresses.iter().find(|n| n.addr == net.addr) {
-            Some(first) if first.prefixlen != net.prefixlen => notes.push(format!(
-                "{source}: {} listed again as /{}, keeping /{}",
-                net.addr, net.prefixlen, first.prefixlen
+        match seen.get(&net.addr) {
+            Some(&first) if first != net.prefixlen => notes.push(format!(
+                "{source}: {} listed again as /{}, keeping /{first}",
+                net.addr, net.prefixlen
             )),
             Some(_) => {}
-            None => plan.addresses.push(net),
+            None => {
+                seen.insert(net.addr, net.prefixlen);
+                plan.addresses.push(net);
+            }
         }
         match (plan.default_gateway, gateway) {
             (None, Some(gw)) => {
@@ -239,6 +249,12 @@ pub fn from_metadata(meta: &Metadata, interface: &str) -> Result<Built, PlanErro
     }
     if plan.addresses.len() > MAX_ADDRESSES {
         return Err(PlanError::TooManyAddresses(plan.addresses.len()));
+    }
+    // Every note is logged on every fetch: a few say it all.
+    if notes.len() > MAX_NOTES {
+        let more = notes.len() - MAX_NOTES;
+        notes.truncate(MAX_NOTES);
+        notes.push(format!("and {more} more such entries"));
     }
     // Each entry's gateway was checked against its own address; the
     // default route must also hold against the plan as a whole, as the

@@ -285,6 +285,24 @@ fn ten_thousand_entries() {
         plan_of(body.as_bytes()),
         Err(PlanError::TooManyAddresses(10_000).to_string())
     );
+
+    // One address, ten thousand gateways: the notes, logged on every
+    // fetch, stay a handful.
+    let gateways: Vec<String> = (1..=10_000)
+        .map(|i| format!(r#"{{"family":"inet6","address":"2001:db8::1","netmask":"64","gateway":"fe80::{i:x}"}}"#))
+        .collect();
+    let body = format!(r#"{{"public_ips": [{}]}}"#, gateways.join(","));
+    let built = plan::from_metadata(&metadata::parse(body.as_bytes()).unwrap(), "vio0").unwrap();
+    assert_eq!(
+        built.plan,
+        configure(vec![net("2001:db8::1", 64)], gw("fe80::1"))
+    );
+    assert_eq!(built.notes.len(), plan::MAX_NOTES + 1);
+    assert_eq!(
+        built.notes[0],
+        "public_ips[1]: gateway fe80::2 ignored, default route via fe80::1"
+    );
+    assert_eq!(built.notes[plan::MAX_NOTES], "and 9991 more such entries");
 }
 
 #[test]
