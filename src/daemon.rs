@@ -3,7 +3,7 @@
 //! ntpd holds boot until the clock is set or SETTIME_TIMEOUT runs out.
 
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use crate::privsep::{self, Forked};
@@ -13,13 +13,7 @@ use crate::privsep::{self, Forked};
 /// `budget` for it and exits 0 (ready or out of time) or 1 (the daemon
 /// died first, having logged why).
 pub fn detach(budget: Duration) -> io::Result<OwnedFd> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid array of two ints for pipe(2) to fill.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pipe(2) returned two fresh descriptors that nothing else owns.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read, write) = privsep::pipe()?;
     match privsep::fork()? {
         Forked::Parent(_) => {
             drop(write);

@@ -3,7 +3,7 @@
 //! the fetcher may send.
 
 use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::net::{Applier, Backend, Changes};
@@ -219,17 +219,9 @@ pub struct SignalPipe {
 impl SignalPipe {
     /// Creates the pipe and installs the handlers. Call once, in the parent.
     pub fn install() -> std::io::Result<SignalPipe> {
-        let mut fds = [0; 2];
-        // SAFETY: fds is a valid array of two ints for pipe(2) to fill.
-        if unsafe { libc::pipe(fds.as_mut_ptr()) } == -1 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: pipe(2) returned two fresh descriptors that nothing else owns.
-        let (read, write) = unsafe {
-            use std::os::fd::FromRawFd;
-            (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
-        };
-        for fd in [fds[0], fds[1]] {
+        let (read, write) = privsep::pipe()?;
+        let fds = [read.as_raw_fd(), write.as_raw_fd()];
+        for fd in fds {
             // SAFETY: fd is open; O_NONBLOCK keeps the handler from blocking
             // and take() from waiting.
             unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
@@ -255,13 +247,11 @@ impl SignalPipe {
     }
 
     fn fd(&self) -> i32 {
-        use std::os::fd::AsRawFd;
         self.read.as_raw_fd()
     }
 
     /// The next signal received, if any. Termination wins over SIGHUP.
     fn take(&self) -> Option<i32> {
-        use std::os::fd::AsRawFd;
         let mut buf = [0u8; 16];
         // SAFETY: buf is valid for buf.len() bytes; the fd is non-blocking.
         let n = unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };

@@ -8,7 +8,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::Ipv6Addr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use crate::plan::{Ipv6Net, MAX_ADDRESSES, Plan};
@@ -340,6 +340,17 @@ pub fn drop_privileges(id: &Identity) -> io::Result<()> {
         "setresuid",
     )?;
     Ok(())
+}
+
+/// pipe(2), both ends owned.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints for pipe(2) to fill.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe(2) returned two fresh descriptors that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Which side of the fork this process is.
