@@ -6,11 +6,10 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::{fetch, plan};
+
 /// The configuration file read when `-f` is not given.
 pub const DEFAULT_PATH: &str = "/etc/scwd.conf";
-
-/// Longest interface name the kernel accepts (IFNAMSIZ less the NUL).
-const IFNAMSIZ: usize = 16;
 
 /// Longest refresh interval accepted, one week: longer is a typo.
 const MAX_REFRESH: u64 = 7 * 24 * 3600;
@@ -140,13 +139,14 @@ pub fn parse(text: &str) -> Result<Config, (usize, String)> {
         let bad = |why: &str| (n, format!("{key}: {why}: \"{value}\""));
         match key {
             "interface" => {
-                if !valid_interface(value) {
+                if !plan::valid_interface(value) {
                     return Err(bad("invalid interface name"));
                 }
                 conf.interface = value.clone();
             }
             "metadata-url" => {
-                if !valid_url(value) {
+                // The fetcher's own check, so -n refuses what it would.
+                if fetch::check_base(value).is_err() {
                     return Err(bad(
                         "expected http://address[:port] or https://address[:port]",
                     ));
@@ -236,47 +236,6 @@ fn yes_no(value: &str) -> Option<bool> {
         "no" => Some(false),
         _ => None,
     }
-}
-
-fn valid_interface(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() < IFNAMSIZ
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
-}
-
-/// Accepts a scheme, an IP address (IPv6 in brackets), an optional port
-/// and an optional trailing slash: endpoints are base URLs, and the
-/// chrooted fetcher, pledged without "dns", could not resolve a name.
-fn valid_url(url: &str) -> bool {
-    let Some(rest) = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-    else {
-        return false;
-    };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let (host_ok, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let Some((addr, after)) = v6.split_once(']') else {
-            return false;
-        };
-        if !after.is_empty() && !after.starts_with(':') {
-            return false;
-        }
-        (
-            addr.parse::<std::net::Ipv6Addr>().is_ok(),
-            after.strip_prefix(':'),
-        )
-    } else {
-        let (host, port) = match rest.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (rest, None),
-        };
-        (host.parse::<std::net::Ipv4Addr>().is_ok(), port)
-    };
-    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p != 0));
-    host_ok && port_ok
 }
 
 impl fmt::Display for Config {

@@ -306,7 +306,7 @@ impl Client {
 
 /// Checks that `url` is a bare base such as `http://169.254.42.42` or
 /// `http://[fd00:42::42]:8080/`, and returns it without a trailing slash.
-fn check_base(url: &str) -> Result<String, FetchError> {
+pub fn check_base(url: &str) -> Result<String, FetchError> {
     let bad = |reason| FetchError::BadUrl {
         url: url.to_string(),
         reason,

@@ -420,9 +420,11 @@ fn quote(v: &Value) -> String {
     out
 }
 
-fn valid_interface(name: &str) -> bool {
+/// Whether `name` can be an interface name: shorter than IFNAMSIZ, and
+/// letters, digits, `_` and `.` only, so it is also safe in a log line.
+pub fn valid_interface(name: &str) -> bool {
     !name.is_empty()
-        && name.len() < 16
+        && name.len() < crate::net::wire::IFNAMSIZ
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
