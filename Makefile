@@ -7,23 +7,25 @@ all:
 	${CARGO} build --release --locked
 
 # Everything CI runs.
+# --workspace: the lab's metadata service (tests/lab/metad) too, which the
+# namespace tests run.
 test:
-	${CARGO} fmt --check
-	${CARGO} clippy --locked --all-targets -- -D warnings
+	${CARGO} fmt --all --check
+	${CARGO} clippy --locked --workspace --all-targets -- -D warnings
 	${CARGO} build --release --locked
-	${CARGO} test --locked
+	${CARGO} test --locked --workspace
 	.ci/openbsd-check
 	.ci/check-packaging
 
 # The daemon in the namespace lab against the project's own metadata service.
 demo:
-	${CARGO} build --release --locked
+	${CARGO} build --release --locked --workspace
 	tests/lab/demo.sh
 
 # scwd -o against the rc.local recipe it replaces, in the namespace lab:
 # prints the medians and the targets (tests/lab/bench.sh). Needs root.
 bench:
-	${CARGO} build --release --locked
+	${CARGO} build --release --locked --workspace
 	tests/lab/bench.sh
 
 # Fuzz each target for FUZZ_SECONDS (fuzz/run.sh: cargo-fuzz on the

@@ -19,7 +19,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const SCWD: &str = env!("CARGO_BIN_EXE_scwd");
-const METAD: &str = env!("CARGO_BIN_EXE_scwd-metad");
 const LAB_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lab/lab.sh");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
@@ -115,9 +114,29 @@ fn lab_run_dir() -> PathBuf {
     std::env::temp_dir().join("scwd-lab")
 }
 
+/// The lab's metadata service: a workspace member (`tests/lab/metad`),
+/// so cargo gives this package no `CARGO_BIN_EXE_` for it. `$SCWD_METAD`,
+/// or the binary next to scwd's in the same profile directory, which
+/// `cargo test --workspace` (make test) builds before any test runs.
+fn metad() -> &'static Path {
+    static METAD: OnceLock<PathBuf> = OnceLock::new();
+    METAD.get_or_init(|| {
+        let path = std::env::var_os("SCWD_METAD")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(SCWD).with_file_name("scwd-metad"));
+        assert!(
+            path.is_file(),
+            "{}: not built; run `cargo build -p scwd-metad` or \
+             `cargo test --workspace` (make test does), or set SCWD_METAD",
+            path.display()
+        );
+        path
+    })
+}
+
 fn lab_sh() -> Command {
     let mut cmd = Command::new(LAB_SH);
-    cmd.env("SCWD_METAD", METAD)
+    cmd.env("SCWD_METAD", metad())
         .env("SCWD_LAB_RUN", lab_run_dir());
     cmd
 }

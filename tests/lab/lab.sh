@@ -67,7 +67,7 @@ find_metad() {
 			return
 		fi
 	done
-	die "scwd-metad not built (cargo build), or set SCWD_METAD"
+	die "scwd-metad not built (cargo build -p scwd-metad), or set SCWD_METAD"
 }
 
 # Writes sysctls in a namespace: /proc/sys/net is per namespace.

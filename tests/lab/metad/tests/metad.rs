@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const METAD: &str = env!("CARGO_BIN_EXE_scwd-metad");
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/scaleway/");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/scaleway/");
 const ROUTED: &str = "conf-json_talos-v4_routed_dual-stack_dhcp-v4_slaac-v6.json";
 
 static NEXT: AtomicU32 = AtomicU32::new(0);

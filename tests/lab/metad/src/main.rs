@@ -957,7 +957,7 @@ mod tests {
     }
 
     fn fixture(name: &str) -> Vec<u8> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/scaleway/");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/scaleway/");
         fs::read(format!("{dir}{name}")).unwrap()
     }
 
