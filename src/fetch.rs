@@ -4,18 +4,25 @@
 //!
 //! One attempt here is one request per endpoint at most; the caller owns
 //! the loop, the overall deadline and the logging of the final outcome.
+//!
+//! The calls block, as the fetcher's loop wants, but no thread does the
+//! work behind them: reqwest's async client runs on a current-thread tokio
+//! runtime that [`Client`] owns and drives only inside its own calls.
+//! (reqwest's blocking client would start a runtime thread of its own and
+//! hand it every request.)
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
-use std::io::{self, Read};
+use std::io;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
-use reqwest::blocking;
 use reqwest::header::CONTENT_TYPE;
-use reqwest::{StatusCode, Url};
+use reqwest::{RequestBuilder, Response, StatusCode, Url};
+use tokio::runtime::{self, Runtime};
 
 /// Longest wait for the TCP handshake with one endpoint.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -195,10 +202,19 @@ impl fmt::Display for FetchError {
 
 impl StdError for FetchError {}
 
+/// How many turns [`Client`] gives the runtime, at most, to run what a
+/// request left behind (the connection's task, which closes the socket)
+/// before returning. One suffices in the tests; the bound only keeps a
+/// task that is not done from holding up the caller: it then runs at the
+/// next call.
+const SETTLE_TURNS: usize = 16;
+
 /// The metadata service's endpoints and an HTTP client for them.
 #[derive(Debug)]
 pub struct Client {
-    http: blocking::Client,
+    /// Drives `http`, on the calling thread, only during a call.
+    runtime: Runtime,
+    http: reqwest::Client,
     /// Base URLs without a trailing slash, in the configured order.
     bases: Vec<String>,
 }
@@ -222,8 +238,26 @@ impl Client {
             .collect::<Result<Vec<_>, _>>()?;
         // The bases are normalized: the scheme is lower case.
         let https = bases.iter().any(|base| base.starts_with("https:"));
+        // I/O and timers only: no worker threads, no blocking pool in use
+        // (the hosts are IP literals, so nothing is ever resolved).
+        let runtime = runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| FetchError::Setup {
+                cause: format!("runtime: {}", root_cause(&e)),
+            })?;
+        // reqwest 0.13 arms nothing while building; built inside anyway,
+        // so whatever a later version does arm at build time (a pool
+        // timer, say) lands on this runtime instead of panicking with
+        // "no reactor running".
+        let http = {
+            let _entered = runtime.enter();
+            build_http(https)?
+        };
         Ok(Client {
-            http: build_http(https)?,
+            runtime,
+            http,
             bases,
         })
     }
@@ -232,13 +266,13 @@ impl Client {
     /// endpoint in order until one answers 2xx. The response body is never
     /// read: nobody knows its format and nothing depends on it.
     pub fn signal_booted(&self) -> Result<(), FetchError> {
-        self.each_endpoint(STATE_PATH, |url| {
+        self.each_endpoint(STATE_PATH, async |url| {
             let request = self
                 .http
                 .patch(url)
                 .header(CONTENT_TYPE, "application/json")
                 .body(BOOTED_BODY);
-            let response = send(request, url)?;
+            let response = send(request, url).await?;
             if response.status().is_success() {
                 Ok(())
             } else {
@@ -251,8 +285,8 @@ impl Client {
     /// answers 200 with a body of at most [`MAX_BODY`] bytes, and returns
     /// that body.
     pub fn get_conf(&self) -> Result<Vec<u8>, FetchError> {
-        self.each_endpoint(CONF_PATH, |url| {
-            let response = send(self.http.get(url), url)?;
+        self.each_endpoint(CONF_PATH, async |url| {
+            let mut response = send(self.http.get(url), url).await?;
             if response.status() != StatusCode::OK {
                 return Err(status_error(url, response.status()));
             }
@@ -264,15 +298,14 @@ impl Client {
             if declared.is_some_and(|n| n > MAX_BODY) {
                 return Err(too_large());
             }
-            // ...and otherwise stop one byte past the limit, so a hostile
-            // or broken service never makes the fetcher hold more.
+            // ...and otherwise stop at the first chunk past the limit, so a
+            // hostile or broken service never makes the fetcher hold more.
             let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
-            response
-                .take(MAX_BODY + 1)
-                .read_to_end(&mut body)
-                .map_err(|e| body_error(url, &e))?;
-            if body.len() as u64 > MAX_BODY {
-                return Err(too_large());
+            while let Some(chunk) = response.chunk().await.map_err(|e| body_error(url, &e))? {
+                if (body.len() + chunk.len()) as u64 > MAX_BODY {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
             }
             Ok(body)
         })
@@ -284,12 +317,12 @@ impl Client {
     fn each_endpoint<T>(
         &self,
         path: &str,
-        request: impl Fn(&str) -> Result<T, FetchError>,
+        request: impl AsyncFn(&str) -> Result<T, FetchError>,
     ) -> Result<T, FetchError> {
         let mut worst: Option<FetchError> = None;
         for base in &self.bases {
             let url = format!("{base}{path}");
-            match request(&url) {
+            match self.block_on(request(&url)) {
                 Ok(value) => return Ok(value),
                 Err(e) => {
                     log::debug!("{e}");
@@ -301,6 +334,27 @@ impl Client {
         }
         // Client::new refuses an empty endpoint list, so there was a failure.
         Err(worst.expect("at least one endpoint"))
+    }
+
+    /// Runs one request to its end on the runtime, then lets the tasks it
+    /// left run too: with no connection pool, the connection's task closes
+    /// its socket as soon as it is polled after the response is dropped.
+    /// Without this turn it would only be polled at the next call, minutes
+    /// later, and the service would see the connection held open till then.
+    /// The timeouts reqwest arms live in the same runtime, so they too are
+    /// created here, never outside it.
+    fn block_on<T>(&self, request: impl Future<Output = T>) -> T {
+        self.runtime.block_on(async {
+            let out = request.await;
+            let metrics = runtime::Handle::current().metrics();
+            for _ in 0..SETTLE_TURNS {
+                if metrics.num_alive_tasks() == 0 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            out
+        })
     }
 }
 
@@ -336,12 +390,12 @@ pub fn check_base(url: &str) -> Result<String, FetchError> {
 /// environment (the service is link-local), no redirects, no retries of
 /// its own (the caller's loop retries, with backoff), and no pooled
 /// connections (requests are minutes apart; an idle socket only goes stale).
-fn build_http(https: bool) -> Result<blocking::Client, FetchError> {
+fn build_http(https: bool) -> Result<reqwest::Client, FetchError> {
     // reqwest is built without a provider of its own (aws-lc does not
     // build for OpenBSD, crates.md §1). An Err only means one is already
     // installed, which is as good.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut builder = blocking::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
@@ -362,14 +416,10 @@ fn build_http(https: bool) -> Result<blocking::Client, FetchError> {
     })
 }
 
-/// Sends one request under [`REQUEST_TIMEOUT`] as a whole. Set per request
-/// because reqwest's blocking client applies its own timeout to each read
-/// separately: a service dribbling a byte a second would never time out.
-fn send(request: blocking::RequestBuilder, url: &str) -> Result<blocking::Response, FetchError> {
-    request
-        .timeout(REQUEST_TIMEOUT)
-        .send()
-        .map_err(|e| request_error(url, &e))
+/// Sends one request. [`REQUEST_TIMEOUT`], set on the client, runs from
+/// here to the body's last byte, however slowly it arrives.
+async fn send(request: RequestBuilder, url: &str) -> Result<Response, FetchError> {
+    request.send().await.map_err(|e| request_error(url, &e))
 }
 
 fn status_error(url: &str, status: StatusCode) -> FetchError {
@@ -411,15 +461,10 @@ fn is_tls(e: &(dyn StdError + 'static)) -> bool {
     chain(e).any(|e| e.is::<rustls::Error>())
 }
 
-/// Classifies a failure while reading the body; reqwest hands it over as
-/// an io::Error wrapping its own error.
-fn body_error(url: &str, e: &io::Error) -> FetchError {
+/// Classifies a failure while reading the body.
+fn body_error(url: &str, e: &reqwest::Error) -> FetchError {
     let url = url.to_string();
-    let timed_out = chain(e).any(|e| {
-        e.downcast_ref::<reqwest::Error>()
-            .is_some_and(reqwest::Error::is_timeout)
-    });
-    if timed_out {
+    if e.is_timeout() {
         FetchError::Timeout { url }
     } else {
         FetchError::Body {

@@ -659,6 +659,90 @@ fn ipv6_endpoint() {
     assert_eq!(server.requests()[0].target, "/state");
 }
 
+// ---- the runtime: no thread, no connection left open ----
+
+/// A response that leaves the connection open (HTTP/1.1 keep-alive, no
+/// `Connection: close`); the server then waits for the client to hang up.
+fn keep_alive(status: &str, body: &str) -> Script {
+    Script::Hold(
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+/// Whether the server saw the client hang up within `limit`.
+fn hung_up_within(server: &Server, limit: Duration) -> bool {
+    server.finished.recv_timeout(limit).is_ok()
+}
+
+#[test]
+fn connection_is_closed_when_the_call_returns() {
+    // The client stays alive: its runtime is idle between calls, so a
+    // socket not closed before a call returns stays open until the next.
+    for (call, path) in CALLS {
+        let status = if path == "/state" {
+            "204 No Content"
+        } else {
+            "200 OK"
+        };
+        let body = if path == "/state" { "" } else { JSON };
+        let server = Server::start(keep_alive(status, body));
+        let c = client(&[&server.base]);
+        call(&c).unwrap();
+        assert!(
+            hung_up_within(&server, Duration::from_secs(1)),
+            "{path}: connection still open after the call returned"
+        );
+        // The next call opens a connection of its own.
+        call(&c).unwrap();
+        assert!(hung_up_within(&server, Duration::from_secs(1)), "{path}");
+        assert_eq!(server.connections(), 2, "{path}");
+    }
+}
+
+/// Threads of this process, from /proc (Linux).
+fn threads() -> Option<usize> {
+    Some(std::fs::read_dir("/proc/self/task").ok()?.count())
+}
+
+#[test]
+fn requests_start_no_thread() {
+    if threads().is_none() {
+        eprintln!("SKIPPED: requests_start_no_thread: no /proc/self/task");
+        return;
+    }
+    // In a child, where no other test starts threads meanwhile; the server
+    // runs here, in the parent.
+    let server = Server::start(reply("200 OK", JSON));
+    in_child("no_thread_child", &[(CHILD_BASE, &server.base)]);
+    // Both calls reached the server.
+    assert_eq!(server.requests().len(), 2);
+}
+
+/// The base URL the parent's server listens on, for no_thread_child.
+const CHILD_BASE: &str = "SCWD_TEST_FETCH_BASE";
+
+#[test]
+#[ignore = "run by requests_start_no_thread in a child process"]
+fn no_thread_child() {
+    assert_eq!(std::env::var(CHILD).as_deref(), Ok("1"));
+    let base = std::env::var(CHILD_BASE).unwrap();
+    let before = threads().unwrap();
+    let c = client(&[&base]);
+    c.signal_booted().unwrap();
+    assert_eq!(c.get_conf().unwrap(), JSON.as_bytes());
+    let after = threads().unwrap();
+    assert_eq!(
+        after,
+        before,
+        "the client started {} thread(s)",
+        after - before
+    );
+}
+
 // ---- configuration ----
 
 #[test]
@@ -731,12 +815,13 @@ const CHILD: &str = "SCWD_TEST_FETCH_CHILD";
 /// (tests/fixtures/fetch/README.md).
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fetch");
 
-/// Runs the ignored test `name` in a child with `SSL_CERT_FILE=cert_file`.
-fn in_child(name: &str, cert_file: &str) {
+/// Runs the ignored test `name` in a child with `env` added to its
+/// environment (and no `SSL_CERT_DIR`, so only `SSL_CERT_FILE` counts).
+fn in_child(name: &str, env: &[(&str, &str)]) {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", name, "--nocapture"])
         .env(CHILD, "1")
-        .env("SSL_CERT_FILE", cert_file)
+        .envs(env.iter().copied())
         .env_remove("SSL_CERT_DIR")
         .output()
         .unwrap();
@@ -751,7 +836,10 @@ fn in_child(name: &str, cert_file: &str) {
 
 #[test]
 fn roots_are_loaded_only_for_https() {
-    in_child("no_roots_child", "/nonexistent/scwd-test-cert.pem");
+    in_child(
+        "no_roots_child",
+        &[("SSL_CERT_FILE", "/nonexistent/scwd-test-cert.pem")],
+    );
 }
 
 #[test]
@@ -772,7 +860,10 @@ fn no_roots_child() {
 
 #[test]
 fn https_endpoint_is_verified_against_the_roots() {
-    in_child("https_child", &format!("{FIXTURES}/ca.pem"));
+    in_child(
+        "https_child",
+        &[("SSL_CERT_FILE", &format!("{FIXTURES}/ca.pem"))],
+    );
 }
 
 #[test]

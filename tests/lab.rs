@@ -1018,6 +1018,16 @@ fn the_process_speaking_http_is_unprivileged_and_chrooted() {
     );
     let root = fs::read_link(format!("/proc/{fetcher}/root")).expect("fetcher root");
     assert_eq!(root, lab.dir.join("empty"), "the fetcher is not chrooted");
+    // Its HTTP client runs on the fetcher's own thread (src/fetch.rs).
+    let threads = fs::read_to_string(format!("/proc/{fetcher}/status"))
+        .expect("fetcher status")
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:").map(|n| n.trim().to_string()));
+    assert_eq!(
+        threads.as_deref(),
+        Some("1"),
+        "fetcher threads, mid-request"
+    );
 
     wait_configured(&lab, &mut daemon, ROUTED_ADDR);
     daemon.signal("TERM");
