@@ -8,6 +8,7 @@
 //! already open in both processes.
 
 use std::ffi::CString;
+use std::fmt;
 use std::io::Write;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
@@ -40,13 +41,10 @@ impl Log for Logger {
         }
         match self.target {
             Target::Stderr => {
-                // Errors read like err(3): "scwd: vio0: RTM_ADD ...: ...".
-                let tag = if r.level() == Level::Error {
-                    "scwd: "
-                } else {
-                    ""
-                };
-                let _ = writeln!(std::io::stderr().lock(), "{tag}{}", r.args());
+                // Standard error is unbuffered: formatting straight into it
+                // would cost a write(2) per piece of the message.
+                let line = stderr_line(r.level(), r.args());
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
             }
             Target::Syslog => {
                 let pri = match r.level() {
@@ -65,6 +63,13 @@ impl Log for Logger {
     }
 
     fn flush(&self) {}
+}
+
+/// One line for standard error, whole, so it goes out in one write(2).
+/// Errors read like err(3): "scwd: vio0: RTM_ADD ...: ...".
+fn stderr_line(level: Level, args: &fmt::Arguments) -> String {
+    let tag = if level == Level::Error { "scwd: " } else { "" };
+    format!("{tag}{args}\n")
 }
 
 /// Installs the logger. `verbose` is the number of `-v` flags: 0 logs
@@ -90,4 +95,27 @@ pub fn init(target: Target, verbose: u8) {
     // A second init (tests) keeps the first logger; that is harmless.
     let _ = log::set_logger(logger);
     log::set_max_level(level);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stderr_lines_are_whole_and_tagged_like_err3() {
+        let (iface, errno) = ("vio0", "Invalid argument");
+        assert_eq!(
+            stderr_line(
+                Level::Error,
+                &format_args!("{iface}: SIOCAIFADDR_IN6: {errno}")
+            ),
+            "scwd: vio0: SIOCAIFADDR_IN6: Invalid argument\n"
+        );
+        for level in [Level::Warn, Level::Info, Level::Debug, Level::Trace] {
+            assert_eq!(
+                stderr_line(level, &format_args!("{iface}: added {}", 1)),
+                "vio0: added 1\n"
+            );
+        }
+    }
 }

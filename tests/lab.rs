@@ -346,7 +346,12 @@ impl Lab {
 
     /// Runs `scwd -o` under `wrapper` (e.g. /usr/bin/time).
     fn once_wrapped(&self, wrapper: &[&str]) -> Run {
-        let (mut cmd, log) = self.scwd(&["-o"], wrapper);
+        self.once_with(&["-o"], wrapper)
+    }
+
+    /// Runs scwd with `args` (which include `-o`) under `wrapper`.
+    fn once_with(&self, args: &[&str], wrapper: &[&str]) -> Run {
+        let (mut cmd, log) = self.scwd(args, wrapper);
         let start = Instant::now();
         let mut child = cmd.spawn().expect("spawn scwd");
         let status = wait_child(&mut child, ONCE_LIMIT);
@@ -767,6 +772,60 @@ fn fault_first_3_requests_500() {
     };
     run.assert_logged(&["HTTP 500"]);
     assert_eq!(run.metad.matches("-> 500").count(), 3, "{run}");
+}
+
+/// In the foreground each log line, however it was formatted, reaches
+/// standard error in one write(2), from either process.
+#[test]
+fn foreground_log_lines_are_one_write_each() {
+    let test = "foreground_log_lines_are_one_write_each";
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: {test}: needs strace");
+        return;
+    }
+    // Retries and -v make lines of every kind: warnings, debug, info.
+    let Some(lab) = Lab::up(test, "link-local", ROUTED, &["-e", "2"]) else {
+        return;
+    };
+    let trace = lab.dir.join("writes.strace");
+    let trace_arg = trace.to_string_lossy().into_owned();
+    let run = lab.once_with(
+        &["-o", "-v"],
+        &[
+            "strace",
+            "-f",
+            "-qq",
+            "-s",
+            "4096",
+            "-e",
+            "trace=write,writev",
+            "-e",
+            "signal=none",
+            "-o",
+            &trace_arg,
+        ],
+    );
+    run.assert_exit(0);
+    let trace = fs::read_to_string(&trace).expect("strace output");
+    // "PID write(2, \"text\\n\", N) = N"
+    let writes: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains(" write(2, ") || l.contains(" writev(2, "))
+        .collect();
+    let lines = run.stderr.lines().count();
+    assert!(lines >= 5, "too few log lines to tell\n{run}");
+    assert_eq!(
+        writes.len(),
+        lines,
+        "writes to fd 2:\n{}\n{run}",
+        writes.join("\n")
+    );
+    for w in &writes {
+        assert!(
+            w.contains(" write(2, \"") && w.contains("\\n\", "),
+            "not one whole line: {w}"
+        );
+    }
 }
 
 #[test]
