@@ -47,13 +47,16 @@ MANDIR ?=	${PREFIX}/man
 EXAMPLESDIR ?=	${PREFIX}/share/examples/scwd
 RCDIR ?=	/etc/rc.d
 INSTALL ?=	install
+# The release build keeps its symbols (Cargo.toml); install strips, as
+# bsd.prog.mk does.
+INSTALL_STRIP ?=	-s
 
 install:
 	@test -f target/release/scwd || \
 	    { echo "install: target/release/scwd missing, run make first" >&2; exit 1; }
 	${INSTALL} -d ${DESTDIR}${BINDIR} ${DESTDIR}${MANDIR}/man8 \
 	    ${DESTDIR}${MANDIR}/man5 ${DESTDIR}${EXAMPLESDIR} ${DESTDIR}${RCDIR}
-	${INSTALL} -m 555 target/release/scwd ${DESTDIR}${BINDIR}/scwd
+	${INSTALL} ${INSTALL_STRIP} -m 555 target/release/scwd ${DESTDIR}${BINDIR}/scwd
 	${INSTALL} -m 444 man/scwd.8 ${DESTDIR}${MANDIR}/man8/scwd.8
 	${INSTALL} -m 444 man/scwd.conf.5 ${DESTDIR}${MANDIR}/man5/scwd.conf.5
 	${INSTALL} -m 444 etc/scwd.conf ${DESTDIR}${EXAMPLESDIR}/scwd.conf

@@ -17,7 +17,7 @@
 #               parent exits without waiting for its fetcher
 #   binary      size of the stripped release binary
 # Builds nothing (the Makefile builds first); SCWD and SCWD_METAD name other
-# binaries. Needs root, iproute2, curl, python3.
+# binaries. Needs root, iproute2, curl, python3, strip(1).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -174,7 +174,9 @@ old_boot=$(median old 2) new_boot=$(median scwd 2)
 old_conf=$(median old 3) new_conf=$(median scwd 3)
 old_req=$(median old 4) new_req=$(median scwd 4)
 old_rss=$(rss_median old max) new_rss=$(rss_median scwd max)
-size=$(stat -c %s "$scwd")
+# The release build is not stripped (install strips): measure a stripped copy.
+strip -o "$dir/bench/scwd.stripped" "$scwd"
+size=$(stat -c %s "$dir/bench/scwd.stripped")
 
 row() { # figure old new ratio target verdict
 	printf '%-34s %12s %12s %9s   %-10s %s\n' "$@"
