@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::fetch::{Backoff, Client, FetchError};
 use crate::privsep::{self, Channel, Identity, Message, RecvError};
-use crate::{metadata, plan, sandbox};
+use crate::{metadata, plan, proctitle, sandbox};
 
 /// How long `-o` keeps retrying before it reports failure (DESIGN §6).
 pub const ONCE_DEADLINE: Duration = Duration::from_secs(60);
@@ -27,6 +27,10 @@ enum Job {
 /// Runs the fetcher in the child after the fork; returns its exit status.
 pub fn run(conf: &Config, id: &Identity, mut chan: Channel, once: bool, start: Instant) -> i32 {
     ignore_signals();
+    // Before the chroot: on Linux it reads /proc/self/stat.
+    if let Err(e) = proctitle::set("fetcher") {
+        log::warn!("fetcher: process title: {e}");
+    }
     let client = match setup(conf, id) {
         Ok(c) => c,
         Err(why) => {
@@ -230,8 +234,11 @@ fn wait_for_parent(chan: &mut Channel, timeout: Option<Duration>) -> Wake {
     }
 }
 
-/// The parent decides when to refresh or stop: rc.d(8) signals every
-/// process whose command line matches, the fetcher included.
+/// The parent decides when to refresh or stop. rc.d(8) no longer
+/// signals the fetcher (its title no longer matches the rc.d script's
+/// pattern), but a terminal still does: with `-d` or `-o`, ^C and a
+/// hangup go to the whole foreground process group, and a fetcher that
+/// died of them would turn the parent's clean exit into "fetcher killed".
 fn ignore_signals() {
     for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGTERM] {
         // SAFETY: SIG_IGN installs no handler code; always sound.

@@ -17,6 +17,7 @@ pub mod net;
 pub mod parent;
 pub mod plan;
 pub mod privsep;
+pub mod proctitle;
 pub mod sandbox;
 
 /// An I/O error the way strerror(3) says it, without Rust's

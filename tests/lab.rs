@@ -721,6 +721,73 @@ fn daemonized_start_returns_once_configured() {
     lab.assert_booted(&why);
 }
 
+/// pgrep(1) with `args`: the pids it prints, sorted.
+fn pgrep(args: &[&str]) -> Vec<u32> {
+    let out = Command::new("pgrep")
+        .args(args)
+        .output()
+        .expect("run pgrep");
+    let mut pids: Vec<u32> = text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// rc.subr finds the daemon with `pgrep -xf "${daemon} ${daemon_flags}"`
+/// and signals it with `pkill -xf` on the same pattern: an exact match on
+/// the whole command line. The fetcher retitles itself `scwd: fetcher`
+/// (setproctitle(3) on OpenBSD, the command line the kernel reports
+/// here), so rcctl check, reload and stop see the parent alone.
+#[test]
+fn rc_subr_pattern_matches_the_parent_alone() {
+    let test = "rc_subr_pattern_matches_the_parent_alone";
+    let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
+        return;
+    };
+    let mut daemon = lab.daemon();
+    let parent = daemon.child.id();
+    wait_configured(&lab, &mut daemon, ROUTED_ADDR);
+
+    // rc.subr's default: pexp="${daemon}${daemon_flags:+ ${daemon_flags}}".
+    let pexp = format!("{SCWD} -d -f {}", lab.conf().display());
+    assert_eq!(pgrep(&["-xf", &pexp]), [parent], "{}", daemon.log());
+
+    let fetcher = fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|&pid| uid_and_ppid(pid).is_some_and(|(_, ppid)| ppid == parent))
+        .expect("no child of the parent: where is the fetcher?");
+    let cmdline = fs::read(format!("/proc/{fetcher}/cmdline")).expect("fetcher cmdline");
+    assert_eq!(text(&cmdline), "scwd: fetcher\0", "ps shows the fetcher as");
+    let comm = fs::read_to_string(format!("/proc/{fetcher}/comm")).expect("fetcher comm");
+    assert_eq!(comm, "scwd: fetcher\n");
+    assert!(pgrep(&["-xf", "scwd: fetcher"]).contains(&fetcher));
+
+    // rcctl reload: HUP through the pattern reaches the parent, which
+    // has the fetcher fetch again.
+    let gets = |log: &str| log.matches("GET /conf?format=json -> 200").count();
+    let status = Command::new("pkill")
+        .args(["-HUP", "-xf", &pexp])
+        .status()
+        .expect("run pkill");
+    assert!(status.success(), "pkill -HUP found nothing");
+    let refetched = wait_until(Duration::from_secs(5), || gets(&lab.metad_log()) == 2);
+    assert!(refetched, "{}\n{}", daemon.log(), lab.metad_log());
+
+    // rcctl stop: TERM through the pattern; the parent exits 0, which it
+    // does only when the fetcher was still alive.
+    let status = Command::new("pkill")
+        .args(["-TERM", "-xf", &pexp])
+        .status()
+        .expect("run pkill");
+    assert!(status.success(), "pkill -TERM found nothing");
+    let status = wait_child(&mut daemon.child, Duration::from_secs(5));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", daemon.log());
+}
+
 // The fault matrix: the service misbehaves (scwd-metad flags), scwd
 // copes, and says so in one log line.
 
