@@ -129,8 +129,11 @@ fn run(conf: &Config, flags: &Flags, foreground: bool) -> Result<Exit, String> {
         Ok(_) => return Err(format!("chroot {}: not a directory", conf.chroot)),
         Err(e) => return Err(format!("chroot {}: {}", conf.chroot, scwd::strerror(&e))),
     }
-    // Every privileged descriptor is opened now, while scwd is whole root.
+    // Every privileged descriptor is opened now, while scwd is whole root,
+    // and the routing table read: an interface that does not exist yet
+    // is no error (the parent waits for it after the boot signal).
     let backend = SystemBackend::open(&conf.interface).map_err(|e| e.to_string())?;
+    let applier = Applier::adopt(backend);
 
     let ready = if foreground {
         None
@@ -142,7 +145,7 @@ fn run(conf: &Config, flags: &Flags, foreground: bool) -> Result<Exit, String> {
     match privsep::fork().map_err(|e| format!("fork: {e}"))? {
         Forked::Child => {
             // The fetcher gets none of the parent's privileged descriptors.
-            drop((parent_end, ready, backend));
+            drop((parent_end, ready, applier));
             std::process::exit(fetcher::run(conf, &id, child_end, flags.once, start));
         }
         Forked::Parent(pid) => {
@@ -154,7 +157,6 @@ fn run(conf: &Config, flags: &Flags, foreground: bool) -> Result<Exit, String> {
             // RTM_ADD/RTM_DELETE need no promise), poll, wait4;
             // wroute: ioctl SIOCAIFADDR_IN6 / SIOCDIFADDR_IN6.
             sandbox::pledge("stdio wroute").map_err(|e| format!("pledge: {e}"))?;
-            let applier = Applier::new(backend);
             let mut parent = Parent::new(
                 applier,
                 parent_end,

@@ -185,7 +185,7 @@ fn report(iface: &str, c: &Changes, no_ipv6: bool) {
     if let Some(gw) = c.route_added {
         log::info!("{iface}: default route via {gw}");
     }
-    if let Some(gw) = c.route_removed {
+    for gw in &c.route_removed {
         log::info!("{iface}: removed default route via {gw}");
     }
     for net in &c.removed {

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use scwd::net::linux::{LinuxBackend, RTPROT_SCWD};
-use scwd::net::{Added, Backend, NetError};
+use scwd::net::{Added, Backend, DefaultRoute, NetError};
 use scwd::plan::Ipv6Net;
 
 /// The instance's address, in the /127 it shares with the gateway.
@@ -392,21 +392,122 @@ fn interface_down_or_gone_is_an_error() {
     // Whatever was on it went with it: deleting is not an error.
     nl.delete_address(&net(ADDR, 127)).expect("delete address");
     nl.delete_default_route(ip6(GW_LL)).expect("delete route");
-    let err = lab.backend().unwrap_err();
+    // Opening without the interface is no error; using it is.
+    let mut nl = lab.backend().expect("open without vio0");
+    assert_eq!(nl.ifindex(), None);
+    assert_eq!(nl.default_routes().expect("routes"), vec![]);
+    let err = nl.add_address(&net(ADDR, 127)).unwrap_err();
     assert!(
         err.to_string()
-            .starts_with("vio0: if_nametoindex: No such device"),
+            .starts_with(&format!("vio0: RTM_NEWADDR {ADDR}/127: No such device")),
         "{err}"
     );
 }
 
+/// Waits for the backend's event descriptor and takes what is pending.
+fn events_say_changed(nl: &mut LinuxBackend) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: nl.events_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let mut changed = false;
+    // Events come one datagram at a time: read for a moment.
+    for _ in 0..5 {
+        // SAFETY: one valid pollfd, for the duration of the call.
+        unsafe { libc::poll(&mut pfd, 1, 200) };
+        changed |= nl.take_events();
+    }
+    changed
+}
+
 #[test]
-fn open_names_a_missing_interface() {
-    // Needs no privilege: an unknown name fails before any namespace work.
-    let err = LinuxBackend::open("scwd-nosuch0").unwrap_err();
-    assert_eq!(err.interface, "scwd-nosuch0");
-    assert_eq!(err.operation, "if_nametoindex");
-    assert_eq!(err.source.raw_os_error(), Some(libc::ENODEV));
-    let err = LinuxBackend::open("vio\0").unwrap_err();
-    assert_eq!(err.source.kind(), std::io::ErrorKind::InvalidInput);
+fn an_interface_that_appears_later_is_reported_and_resolved() {
+    let Some(lab) = lab("an_interface_that_appears_later_is_reported_and_resolved") else {
+        return;
+    };
+    let mut nl = lab.open("vio1").expect("open without vio1");
+    assert_eq!(nl.ifindex(), None);
+    assert!(!nl.resolve().expect("resolve"));
+    // Another interface changing is not vio1's business.
+    lab.ip(&["link", "set", "vio0", "down"]);
+    assert!(!events_say_changed(&mut nl));
+
+    lab.ip(&[
+        "link", "add", "vio1", "type", "veth", "peer", "name", "vio1p",
+    ]);
+    // Created down: routes cannot use it yet, so it is not reported.
+    assert!(!events_say_changed(&mut nl));
+    lab.ip(&["link", "set", "vio1", "up"]);
+    assert!(events_say_changed(&mut nl));
+    assert!(nl.resolve().expect("resolve"));
+    let first = nl.ifindex().expect("index");
+    assert_eq!(nl.add_address(&net(ADDR, 127)).expect("add"), Added::New);
+
+    // Deleted and created again: a new index.
+    lab.ip(&["link", "del", "vio1"]);
+    assert!(events_say_changed(&mut nl));
+    assert!(!nl.resolve().expect("resolve"));
+    lab.ip(&[
+        "link", "add", "vio1", "type", "veth", "peer", "name", "vio1p",
+    ]);
+    lab.ip(&["link", "set", "vio1", "up"]);
+    assert!(events_say_changed(&mut nl));
+    assert!(nl.resolve().expect("resolve"));
+    assert_ne!(nl.ifindex(), Some(first));
+    assert_eq!(nl.add_address(&net(ADDR, 127)).expect("add"), Added::New);
+}
+
+#[test]
+fn default_routes_are_listed_with_their_owner() {
+    let Some(lab) = lab("default_routes_are_listed_with_their_owner") else {
+        return;
+    };
+    let mut nl = lab.backend().expect("open");
+    assert_eq!(nl.default_routes().expect("routes"), vec![]);
+    // Another metric: at the same one the kernel would list the two as
+    // one multipath route.
+    lab.ip(&[
+        "-6", "route", "add", "default", "via", GW_LL, "dev", "vio0", "proto", "ra", "metric",
+        "2048", "expires", "600",
+    ]);
+    nl.add_address(&net(ADDR, 127)).expect("add address");
+    assert_eq!(nl.add_default_route(ip6(GW)).expect("add"), Added::New);
+    let mut routes = nl.default_routes().expect("routes");
+    routes.sort_by_key(|r| r.gateway);
+    assert_eq!(
+        routes,
+        vec![
+            DefaultRoute {
+                gateway: ip6(GW),
+                ours: true
+            },
+            DefaultRoute {
+                gateway: ip6(GW_LL),
+                ours: false
+            },
+        ]
+    );
+    // Another interface's default route is not listed.
+    lab.ip(&[
+        "link", "add", "eth9", "type", "veth", "peer", "name", "eth9p",
+    ]);
+    lab.ip(&["link", "set", "eth9", "up"]);
+    lab.ip(&[
+        "-6", "route", "add", "default", "dev", "eth9", "metric", "5",
+    ]);
+    assert_eq!(nl.default_routes().expect("routes").len(), 2);
+}
+
+#[test]
+fn open_refuses_what_is_not_an_interface_name() {
+    // Needs no privilege: refused before any socket is opened.
+    for name in ["vio\0", "", "a-name-that-is-too-long0"] {
+        let err = LinuxBackend::open(name).unwrap_err();
+        assert_eq!(
+            err.source.kind(),
+            std::io::ErrorKind::InvalidInput,
+            "{name:?}"
+        );
+    }
 }

@@ -10,22 +10,23 @@
 //! number, [`RTPROT_SCWD`] (the equivalent of OpenBSD's route label
 //! `scwd`), and deletes only routes carrying it.
 
-use std::ffi::CString;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr};
+use std::os::fd::{AsRawFd, RawFd};
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader,
-    NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkBuffer,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
-use super::{Added, Backend, NetError};
+use super::{Added, Backend, DefaultRoute, NetError};
 use crate::plan::Ipv6Net;
 
 /// Routing protocol number scwd puts on the routes it adds (`proto 83` in
@@ -37,51 +38,83 @@ const ADD_ADDRESS_FLAGS: u16 = NLM_F_CREATE | NLM_F_EXCL;
 
 /// Adding a route: `NLM_F_APPEND`, not `NLM_F_EXCL`. With EXCL the kernel
 /// answers `EEXIST` for any default route of the same metric, whatever its
-/// gateway. Appending answers `EEXIST` only when this gateway on this
-/// interface already is a default route, and otherwise adds scwd's beside
-/// the others, like OpenBSD's `RTF_MPATH`.
+/// gateway or interface. Appending answers `EEXIST` only when this gateway
+/// on this interface already is a default route, but it first rewrites
+/// that route (a router advertisement's loses its expiry), and it joins a
+/// static route via another gateway as a multipath sibling. So the
+/// [`Applier`](super::Applier) lists the interface's default routes first
+/// and adds scwd's only where there is none.
 const ADD_ROUTE_FLAGS: u16 = NLM_F_CREATE | NLM_F_APPEND;
 
-/// Receive buffer: an ACK or one address message is well under 200 bytes.
-const RECV_BUF_LEN: usize = 8192;
+/// Receive buffer: an ACK or one address message is well under 200
+/// bytes; a route dump or a burst of link events comes in datagrams of
+/// at most a page or two.
+const RECV_BUF_LEN: usize = 32768;
+
+/// The rtnetlink multicast group of link changes (`RTMGRP_LINK`).
+const RTMGRP_LINK: u32 = 1;
 
 /// Adds, deletes and looks up IPv6 addresses and default routes on one
 /// interface through rtnetlink.
 #[derive(Debug)]
 pub struct LinuxBackend {
     interface: String,
-    ifindex: u32,
+    /// The interface's index while it exists and is up; `None` otherwise.
+    ifindex: Option<u32>,
+    /// Requests and their answers.
     socket: Socket,
+    /// Subscribed to the link group: interfaces created, deleted,
+    /// renamed, brought up or down. Non-blocking.
+    events: Socket,
     seq: u32,
 }
 
 impl LinuxBackend {
-    /// Resolves `interface` to its index and opens the `NETLINK_ROUTE`
-    /// socket, in the calling thread's network namespace. Done once, while
-    /// still privileged; the index stays fixed for the backend's life.
+    /// Opens the `NETLINK_ROUTE` sockets, in the calling thread's network
+    /// namespace, and looks the interface up. Done once, while still
+    /// privileged. An interface that does not exist (yet) is no error:
+    /// [`Backend::take_events`] says when it appears.
     pub fn open(interface: &str) -> Result<LinuxBackend, NetError> {
-        let ifindex =
-            ifindex(interface).map_err(|e| NetError::new(interface, "if_nametoindex", e))?;
-        let mut socket = Socket::new(NETLINK_ROUTE)
-            .map_err(|e| NetError::new(interface, "socket NETLINK_ROUTE", e))?;
+        let fail = |call: &str, e: io::Error| NetError::new(interface, call, e);
+        // The kernel would cut a name at a NUL or at IFNAMSIZ and answer
+        // for another interface.
+        if interface.is_empty() || interface.len() >= libc::IFNAMSIZ || interface.contains('\0') {
+            let e = io::Error::new(io::ErrorKind::InvalidInput, "not an interface name");
+            return Err(fail("open", e));
+        }
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(|e| fail("socket NETLINK_ROUTE", e))?;
         socket
             .bind_auto()
-            .map_err(|e| NetError::new(interface, "bind NETLINK_ROUTE", e))?;
+            .map_err(|e| fail("bind NETLINK_ROUTE", e))?;
         // An NLMSG_ERROR then echoes only the request's header, not its body.
         socket
             .set_cap_ack(true)
-            .map_err(|e| NetError::new(interface, "setsockopt NETLINK_CAP_ACK", e))?;
-        Ok(LinuxBackend {
+            .map_err(|e| fail("setsockopt NETLINK_CAP_ACK", e))?;
+        // Subscribed before the lookup, so a link that appears in between
+        // is not missed.
+        let mut events = Socket::new(NETLINK_ROUTE).map_err(|e| fail("socket NETLINK_ROUTE", e))?;
+        events
+            .bind(&SocketAddr::new(0, RTMGRP_LINK))
+            .map_err(|e| fail("bind NETLINK_ROUTE RTMGRP_LINK", e))?;
+        events
+            .set_non_blocking(true)
+            .map_err(|e| fail("fcntl O_NONBLOCK", e))?;
+        let mut backend = LinuxBackend {
             interface: interface.to_string(),
-            ifindex,
+            ifindex: None,
             socket,
+            events,
             seq: 0,
-        })
+        };
+        backend.resolve()?;
+        Ok(backend)
     }
 
-    /// Index of the interface, as resolved by [`LinuxBackend::open`].
-    pub fn ifindex(&self) -> u32 {
+    /// The index or, while the interface cannot be configured, `ENODEV`
+    /// for `operation`.
+    fn index_for(&self, operation: impl FnOnce() -> String) -> Result<u32, NetError> {
         self.ifindex
+            .ok_or_else(|| self.error(operation(), io::Error::from_raw_os_error(libc::ENODEV)))
     }
 
     /// Sends one request with `NLM_F_REQUEST|NLM_F_ACK|flags` and returns
@@ -126,14 +159,14 @@ impl LinuxBackend {
     }
 
     /// Prefix length of `addr` on the interface, `None` if it is not there.
-    fn address_prefixlen(&mut self, addr: Ipv6Addr) -> io::Result<Option<u8>> {
+    fn address_prefixlen(&mut self, ifindex: u32, addr: Ipv6Addr) -> io::Result<Option<u8>> {
         let msg = RouteNetlinkMessage::GetAddress(create_addr_msg(
-            self.ifindex,
+            ifindex,
             &Ipv6Net { addr, prefixlen: 0 },
         ));
         match self.transact(0, msg) {
             Ok(replies) => Ok(replies.iter().find_map(|r| match r {
-                RouteNetlinkMessage::NewAddress(a) if a.header.index == self.ifindex => {
+                RouteNetlinkMessage::NewAddress(a) if a.header.index == ifindex => {
                     Some(a.header.prefix_len)
                 }
                 _ => None,
@@ -153,16 +186,84 @@ impl Backend for LinuxBackend {
         &self.interface
     }
 
+    fn ifindex(&self) -> Option<u32> {
+        self.ifindex
+    }
+
+    /// `RTM_GETLINK` by name on the request socket (no ioctl socket
+    /// needed). An interface that is down counts as absent: the kernel
+    /// refuses routes through it (`ENETDOWN`), and bringing it down
+    /// flushed its addresses; it is configured once it comes up.
+    fn resolve(&mut self) -> Result<bool, NetError> {
+        let msg = RouteNetlinkMessage::GetLink(create_getlink_msg(&self.interface));
+        self.ifindex = match self.transact(0, msg) {
+            Ok(replies) => replies.iter().find_map(|r| match r {
+                RouteNetlinkMessage::NewLink(l) if l.header.flags.contains(LinkFlags::Up) => {
+                    Some(l.header.index)
+                }
+                _ => None,
+            }),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => None,
+            Err(e) => return Err(self.error("RTM_GETLINK".into(), e)),
+        };
+        Ok(self.ifindex.is_some())
+    }
+
+    fn events_fd(&self) -> RawFd {
+        self.events.as_raw_fd()
+    }
+
+    fn take_events(&mut self) -> bool {
+        let mut changed = false;
+        let mut buf = Vec::with_capacity(RECV_BUF_LEN);
+        loop {
+            buf.clear();
+            match self.events.recv_from(&mut buf, 0) {
+                Ok((_, from)) if from.port_number() != 0 => continue,
+                Ok(_) => {
+                    changed |= link_changed(&buf, &self.interface, self.ifindex);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return changed,
+                // Events were lost: look again.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => changed = true,
+                Err(e) => {
+                    log::warn!("{}: netlink link events: {e}", self.interface);
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn default_routes(&mut self) -> Result<Vec<DefaultRoute>, NetError> {
+        let Some(ifindex) = self.ifindex else {
+            return Ok(Vec::new());
+        };
+        let msg = RouteNetlinkMessage::GetRoute(create_route_dump_msg());
+        let replies = self
+            .transact(NLM_F_DUMP, msg)
+            .map_err(|e| self.error("RTM_GETROUTE".into(), e))?;
+        Ok(replies
+            .iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewRoute(m) => Some(m),
+                _ => None,
+            })
+            .flat_map(|m| default_routes_of(m, ifindex))
+            .collect())
+    }
+
     fn add_address(&mut self, net: &Ipv6Net) -> Result<Added, NetError> {
         let op = format!("RTM_NEWADDR {net}");
-        let msg = RouteNetlinkMessage::NewAddress(create_addr_msg(self.ifindex, net));
+        let ifindex = self.index_for(|| op.clone())?;
+        let msg = RouteNetlinkMessage::NewAddress(create_addr_msg(ifindex, net));
         match self.transact(ADD_ADDRESS_FLAGS, msg) {
             Ok(_) => Ok(Added::New),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                 // Linux knows an address by its value alone: make sure the
                 // one that exists has the prefix length asked for.
                 let found = self
-                    .address_prefixlen(net.addr)
+                    .address_prefixlen(ifindex, net.addr)
                     .map_err(|e| self.error(op.clone(), e))?;
                 match found {
                     Some(plen) if plen != net.prefixlen => Err(self.error(
@@ -180,7 +281,11 @@ impl Backend for LinuxBackend {
     }
 
     fn delete_address(&mut self, net: &Ipv6Net) -> Result<(), NetError> {
-        let msg = RouteNetlinkMessage::DelAddress(create_addr_msg(self.ifindex, net));
+        // The interface gone took its addresses with it.
+        let Some(ifindex) = self.ifindex else {
+            return Ok(());
+        };
+        let msg = RouteNetlinkMessage::DelAddress(create_addr_msg(ifindex, net));
         match self.transact(0, msg) {
             Ok(_) => Ok(()),
             // Not on the interface, or the interface itself is gone.
@@ -192,36 +297,115 @@ impl Backend for LinuxBackend {
     }
 
     fn add_default_route(&mut self, gateway: Ipv6Addr) -> Result<Added, NetError> {
-        let msg = RouteNetlinkMessage::NewRoute(create_route_msg(self.ifindex, gateway));
+        let op = || format!("RTM_NEWROUTE default via {gateway}");
+        let ifindex = self.index_for(op)?;
+        let msg = RouteNetlinkMessage::NewRoute(create_route_msg(ifindex, gateway));
         match self.transact(ADD_ROUTE_FLAGS, msg) {
             Ok(_) => Ok(Added::New),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(Added::Existing),
-            Err(e) => Err(self.error(format!("RTM_NEWROUTE default via {gateway}"), e)),
+            Err(e) => Err(self.error(op(), e)),
         }
     }
 
     fn delete_default_route(&mut self, gateway: Ipv6Addr) -> Result<(), NetError> {
+        let Some(ifindex) = self.ifindex else {
+            return Ok(());
+        };
         // Destination, gateway, interface and protocol must all match:
         // a default route scwd did not add is never removed.
-        let msg = RouteNetlinkMessage::DelRoute(create_route_msg(self.ifindex, gateway));
+        let msg = RouteNetlinkMessage::DelRoute(create_route_msg(ifindex, gateway));
         match self.transact(0, msg) {
             Ok(_) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ENODEV)) => Ok(()),
             Err(e) => Err(self.error(format!("RTM_DELROUTE default via {gateway}"), e)),
         }
     }
 }
 
-/// `if_nametoindex(3)`.
-fn ifindex(interface: &str) -> io::Result<u32> {
-    let name = CString::new(interface)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name contains NUL"))?;
-    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if index == 0 {
-        return Err(io::Error::last_os_error());
+/// Whether one datagram of link events concerns the interface: it
+/// appeared or came up (named so, with an index other than the one
+/// known), or the known one went down, was renamed away or deleted.
+/// Any other change of any other link is none of scwd's business.
+fn link_changed(mut buf: &[u8], interface: &str, known: Option<u32>) -> bool {
+    let mut changed = false;
+    while !buf.is_empty() {
+        let Ok(header) = NetlinkBuffer::new_checked(buf) else {
+            // Unreadable: resolving again costs one request.
+            return true;
+        };
+        let len = header.length() as usize;
+        let message = &buf[..len];
+        buf = buf.get(align4(len)..).unwrap_or_default();
+        let Ok(packet) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(message) else {
+            return true;
+        };
+        let NetlinkPayload::InnerMessage(m) = packet.payload else {
+            continue;
+        };
+        changed |= match m {
+            RouteNetlinkMessage::NewLink(l) => {
+                let named = l
+                    .attributes
+                    .iter()
+                    .any(|a| matches!(a, LinkAttribute::IfName(n) if n == interface));
+                let up = l.header.flags.contains(LinkFlags::Up);
+                let same = known == Some(l.header.index);
+                (named && up && !same) || (same && (!named || !up))
+            }
+            RouteNetlinkMessage::DelLink(l) => known == Some(l.header.index),
+            _ => false,
+        };
     }
-    Ok(index)
+    changed
+}
+
+/// The `::/0` routes of the main table that leave through `ifindex`, as
+/// a plain route or as one next hop of a multipath route. The kernel
+/// lists a multipath route with one protocol, that of its first hop.
+fn default_routes_of(m: &RouteMessage, ifindex: u32) -> Vec<DefaultRoute> {
+    let h = &m.header;
+    let table = m
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(h.table));
+    if h.address_family != AddressFamily::Inet6
+        || h.destination_prefix_length != 0
+        || h.kind != RouteType::Unicast
+        || table != u32::from(RouteHeader::RT_TABLE_MAIN)
+    {
+        return Vec::new();
+    }
+    let ours = h.protocol == RouteProtocol::Other(RTPROT_SCWD);
+    let gateway = |attrs: &[RouteAttribute]| {
+        attrs.iter().find_map(|a| match a {
+            RouteAttribute::Gateway(RouteAddress::Inet6(g)) => Some(*g),
+            _ => None,
+        })
+    };
+    let oif = m.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(i) => Some(*i),
+        _ => None,
+    });
+    let mut found = Vec::new();
+    if oif == Some(ifindex) {
+        if let Some(g) = gateway(&m.attributes) {
+            found.push(DefaultRoute { gateway: g, ours });
+        }
+    }
+    for a in &m.attributes {
+        if let RouteAttribute::MultiPath(hops) = a {
+            for hop in hops.iter().filter(|h| h.interface_index == ifindex) {
+                if let Some(g) = gateway(&hop.attributes) {
+                    found.push(DefaultRoute { gateway: g, ours });
+                }
+            }
+        }
+    }
+    found
 }
 
 fn retry_eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
@@ -263,6 +447,20 @@ fn create_route_msg(ifindex: u32, gateway: Ipv6Addr) -> RouteMessage {
         RouteAttribute::Gateway(RouteAddress::Inet6(gateway)),
         RouteAttribute::Oif(ifindex),
     ];
+    msg
+}
+
+/// `RTM_GETLINK` for the interface named `name`.
+fn create_getlink_msg(name: &str) -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.attributes = vec![LinkAttribute::IfName(name.to_string())];
+    msg
+}
+
+/// `RTM_GETROUTE` dump of the IPv6 routes; filtered on reading.
+fn create_route_dump_msg() -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = AddressFamily::Inet6;
     msg
 }
 

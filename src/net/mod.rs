@@ -8,6 +8,7 @@
 use std::fmt;
 use std::io;
 use std::net::Ipv6Addr;
+use std::os::fd::RawFd;
 
 use crate::plan::{Ipv6Net, Plan};
 
@@ -62,14 +63,43 @@ impl std::error::Error for NetError {
     }
 }
 
-/// The kernel operations scwd needs, on one interface fixed when the
+/// One `::/0` route on the backend's interface, as the kernel lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultRoute {
+    /// Its next hop.
+    pub gateway: Ipv6Addr,
+    /// Whether scwd added it: label `scwd` (OpenBSD) or protocol 83
+    /// (Linux). A route that is not ours is never modified or removed.
+    pub ours: bool,
+}
+
+/// The kernel operations scwd needs, on one interface named when the
 /// backend is opened (before any privilege is dropped).
 ///
-/// Route flags, priority, label or protocol are the backend's own
-/// constants: the plan only says which gateway.
+/// The interface need not exist at open: the backend opens its sockets
+/// and looks the interface up again in [`Backend::resolve`] whenever
+/// [`Backend::take_events`] says it changed. Route flags, priority, label
+/// or protocol are the backend's own constants: the plan only says which
+/// gateway.
 pub trait Backend {
     /// Name of the interface this backend configures.
     fn interface(&self) -> &str;
+    /// Index of the interface as last resolved; `None` while it cannot be
+    /// configured (absent; on Linux also when down: routes need it up).
+    fn ifindex(&self) -> Option<u32>;
+    /// Looks the interface up again; `Ok(true)` when it exists now and
+    /// can be configured (its index may be new).
+    fn resolve(&mut self) -> Result<bool, NetError>;
+    /// A descriptor that becomes readable when the kernel reports an
+    /// interface (or address) change: poll it, then call
+    /// [`Backend::take_events`].
+    fn events_fd(&self) -> RawFd;
+    /// Reads what is pending on [`Backend::events_fd`] without blocking;
+    /// true when the interface appeared, vanished, was recreated or came
+    /// up, so the caller resolves it and applies the last plan again.
+    fn take_events(&mut self) -> bool;
+    /// The `::/0` routes on the interface (none while it is absent).
+    fn default_routes(&mut self) -> Result<Vec<DefaultRoute>, NetError>;
     /// Adds `net` to the interface with infinite lifetimes.
     fn add_address(&mut self, net: &Ipv6Net) -> Result<Added, NetError>;
     /// Removes `net` from the interface; an address already gone is success.
@@ -89,8 +119,9 @@ pub struct Changes {
     pub removed: Vec<Ipv6Net>,
     /// The default route this call added.
     pub route_added: Option<Ipv6Addr>,
-    /// scwd's earlier default route, removed because the gateway changed.
-    pub route_removed: Option<Ipv6Addr>,
+    /// scwd's earlier default routes, removed because the gateway changed
+    /// (also those an earlier scwd left behind).
+    pub route_removed: Vec<Ipv6Addr>,
 }
 
 impl Changes {
@@ -100,15 +131,64 @@ impl Changes {
     }
 }
 
+/// What to do about the plan's default route, decided from the kernel's
+/// list before anything is changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RouteStep {
+    /// The plan has no gateway.
+    Nothing,
+    /// scwd's route via the plan's gateway is there.
+    Ours,
+    /// No default route on the interface: add scwd's.
+    Add(Ipv6Addr),
+    /// A default route scwd did not add is there, via the plan's gateway
+    /// or (`same` false) another one: it is left exactly as it is and
+    /// scwd adds none beside it.
+    Foreign { gateway: Ipv6Addr, same: bool },
+}
+
+/// The default-route policy: look before adding; never modify a route
+/// that is not scwd's, and never join one as a multipath sibling (that
+/// would move part of its flows to the other gateway).
+fn route_step(routes: &[DefaultRoute], want: Option<Ipv6Addr>) -> RouteStep {
+    let Some(gw) = want else {
+        return RouteStep::Nothing;
+    };
+    if routes.iter().any(|r| r.ours && r.gateway == gw) {
+        return RouteStep::Ours;
+    }
+    if routes.iter().any(|r| !r.ours && r.gateway == gw) {
+        return RouteStep::Foreign {
+            gateway: gw,
+            same: true,
+        };
+    }
+    match routes.iter().find(|r| !r.ours) {
+        Some(r) => RouteStep::Foreign {
+            gateway: r.gateway,
+            same: false,
+        },
+        None => RouteStep::Add(gw),
+    }
+}
+
 /// Applies plans through a [`Backend`], remembering what scwd itself
 /// added so that a later plan removes only that, never anything else.
+///
+/// Routes carry scwd's mark in the kernel, so they are known from the
+/// kernel's list at every apply, also after a restart. Addresses carry
+/// none: an address scwd finds already present is never taken for its
+/// own, whoever added it (it may be the administrator's), and is left
+/// in place when the metadata drops it, with one log line.
 #[derive(Debug)]
 pub struct Applier<B> {
     backend: B,
     /// Addresses scwd added and has not removed.
     owned: Vec<Ipv6Net>,
-    /// The default route scwd added and has not removed.
-    owned_route: Option<Ipv6Addr>,
+    /// Addresses a plan held that were present already: not scwd's.
+    found: Vec<Ipv6Net>,
+    /// The last foreign-route situation logged, so it is logged once.
+    noted: Option<RouteStep>,
 }
 
 impl<B: Backend> Applier<B> {
@@ -117,8 +197,31 @@ impl<B: Backend> Applier<B> {
         Applier {
             backend,
             owned: Vec::new(),
-            owned_route: None,
+            found: Vec::new(),
+            noted: None,
         }
+    }
+
+    /// Wraps a backend just opened, taking over the default routes an
+    /// earlier scwd left on the interface (protocol 83, label `scwd`):
+    /// the first plan keeps the one via its gateway and removes the rest.
+    /// Call before pledge: listing the routing table may need it.
+    pub fn adopt(mut backend: B) -> Self {
+        if backend.ifindex().is_some() {
+            match backend.default_routes() {
+                Ok(routes) => {
+                    for r in routes.iter().filter(|r| r.ours) {
+                        log::info!(
+                            "{}: default route via {} is scwd's, from an earlier run",
+                            backend.interface(),
+                            r.gateway
+                        );
+                    }
+                }
+                Err(e) => log::warn!("{e}"),
+            }
+        }
+        Applier::new(backend)
     }
 
     /// The backend, for inspection.
@@ -126,12 +229,45 @@ impl<B: Backend> Applier<B> {
         &self.backend
     }
 
+    /// Whether the interface exists and can be configured now.
+    pub fn present(&self) -> bool {
+        self.backend.ifindex().is_some()
+    }
+
+    /// See [`Backend::events_fd`].
+    pub fn events_fd(&self) -> RawFd {
+        self.backend.events_fd()
+    }
+
+    /// See [`Backend::take_events`].
+    pub fn take_events(&mut self) -> bool {
+        self.backend.take_events()
+    }
+
+    /// Looks the interface up again after [`Applier::take_events`]; true
+    /// when it can be configured. An interface that vanished took scwd's
+    /// addresses with it: a new one (or the same back) owns nothing yet.
+    pub fn relink(&mut self) -> Result<bool, NetError> {
+        let before = self.backend.ifindex();
+        let present = self.backend.resolve();
+        if !matches!(present, Ok(true)) || self.backend.ifindex() != before {
+            self.owned.clear();
+            self.found.clear();
+            self.noted = None;
+        }
+        present
+    }
+
     /// Makes the kernel hold `plan`, all or nothing: if an address or the
     /// route cannot be added, the addresses this call added are removed
     /// again and the error is returned. Only then is what scwd added for
     /// an earlier plan and this one no longer holds taken away.
     pub fn apply(&mut self, plan: &Plan) -> Result<Changes, NetError> {
+        // Look before adding: nothing is changed if the list fails.
+        let routes = self.backend.default_routes()?;
+        let step = route_step(&routes, plan.default_gateway);
         let mut changes = Changes::default();
+        let mut found = Vec::new();
         // scwd's own addresses that come back with another prefix length:
         // both kernels refuse the same address twice, so the old one goes
         // first, and comes back if this call gives up.
@@ -148,11 +284,12 @@ impl<B: Backend> Applier<B> {
             }
             match self.backend.add_address(net) {
                 Ok(Added::New) => changes.added.push(*net),
+                Ok(Added::Existing) if !self.owned.contains(net) => found.push(*net),
                 Ok(Added::Existing) => {}
                 Err(e) => return Err(self.roll_back(&changes.added, &replaced, e)),
             }
         }
-        if let Some(gw) = plan.default_gateway {
+        if let RouteStep::Add(gw) = step {
             match self.backend.add_default_route(gw) {
                 Ok(Added::New) => changes.route_added = Some(gw),
                 Ok(Added::Existing) => {}
@@ -160,18 +297,16 @@ impl<B: Backend> Applier<B> {
             }
         }
         changes.removed.extend(&replaced);
+        self.note_route(step, plan.default_gateway);
 
         // The new configuration is in place; now retire the old one.
-        if let Some(old) = self.owned_route {
-            if plan.default_gateway != Some(old) {
-                match self.backend.delete_default_route(old) {
-                    Ok(()) => changes.route_removed = Some(old),
+        for r in &routes {
+            if r.ours && plan.default_gateway != Some(r.gateway) {
+                match self.backend.delete_default_route(r.gateway) {
+                    Ok(()) => changes.route_removed.push(r.gateway),
                     Err(e) => log::warn!("{e}"),
                 }
             }
-        }
-        if changes.route_added.is_some() || changes.route_removed.is_some() {
-            self.owned_route = changes.route_added;
         }
         let mut kept = Vec::new();
         for net in std::mem::take(&mut self.owned) {
@@ -187,9 +322,56 @@ impl<B: Backend> Applier<B> {
                 }
             }
         }
-        kept.extend(&changes.added);
+        for net in &changes.added {
+            if !kept.contains(net) {
+                kept.push(*net);
+            }
+        }
         self.owned = kept;
+        for net in std::mem::take(&mut self.found) {
+            if !plan.addresses.contains(&net) {
+                log::info!(
+                    "{}: {net} is no longer in the metadata; left in place, scwd did not add it",
+                    self.backend.interface()
+                );
+            } else if !found.contains(&net) {
+                found.push(net);
+            }
+        }
+        self.found = found;
         Ok(changes)
+    }
+
+    /// One log line when a route scwd does not own decides what it does,
+    /// and not again on every refresh while nothing changes.
+    fn note_route(&mut self, step: RouteStep, want: Option<Ipv6Addr>) {
+        if self.noted == Some(step) {
+            return;
+        }
+        self.noted = Some(step);
+        let iface = self.backend.interface();
+        match (step, want) {
+            (
+                RouteStep::Foreign {
+                    gateway,
+                    same: true,
+                },
+                _,
+            ) => log::info!(
+                "{iface}: default route via {gateway} exists and is not scwd's; left as it is"
+            ),
+            (
+                RouteStep::Foreign {
+                    gateway,
+                    same: false,
+                },
+                Some(gw),
+            ) => log::warn!(
+                "{iface}: default route via {gateway} is not scwd's; left as it is, \
+                 no default route via {gw} added"
+            ),
+            _ => {}
+        }
     }
 
     /// Removes what this call added and puts back what it replaced, then
@@ -220,14 +402,38 @@ mod tests {
     #[derive(Default)]
     struct Table {
         addrs: Vec<Ipv6Net>,
-        routes: Vec<Ipv6Addr>,
+        routes: Vec<DefaultRoute>,
         fail_route: bool,
+        gone: bool,
+        index: u32,
         calls: Vec<String>,
+    }
+
+    impl Table {
+        fn gateways(&self) -> Vec<(Ipv6Addr, bool)> {
+            self.routes.iter().map(|r| (r.gateway, r.ours)).collect()
+        }
     }
 
     impl Backend for Table {
         fn interface(&self) -> &str {
             "vio0"
+        }
+        fn ifindex(&self) -> Option<u32> {
+            (!self.gone).then_some(self.index)
+        }
+        fn resolve(&mut self) -> Result<bool, NetError> {
+            Ok(!self.gone)
+        }
+        fn events_fd(&self) -> RawFd {
+            -1
+        }
+        fn take_events(&mut self) -> bool {
+            false
+        }
+        fn default_routes(&mut self) -> Result<Vec<DefaultRoute>, NetError> {
+            self.calls.push("list routes".into());
+            Ok(self.routes.clone())
         }
         fn add_address(&mut self, net: &Ipv6Net) -> Result<Added, NetError> {
             self.calls.push(format!("add {net}"));
@@ -256,15 +462,20 @@ mod tests {
                     e,
                 ));
             }
-            if self.routes.contains(&gw) {
+            // Like Linux: a route via the same gateway is "there",
+            // whoever added it (and the real kernel would modify it).
+            if self.routes.iter().any(|r| r.gateway == gw) {
                 return Ok(Added::Existing);
             }
-            self.routes.push(gw);
+            self.routes.push(DefaultRoute {
+                gateway: gw,
+                ours: true,
+            });
             Ok(Added::New)
         }
         fn delete_default_route(&mut self, gw: Ipv6Addr) -> Result<(), NetError> {
             self.calls.push(format!("route delete {gw}"));
-            self.routes.retain(|r| *r != gw);
+            self.routes.retain(|r| !(r.ours && r.gateway == gw));
             Ok(())
         }
     }
@@ -277,11 +488,22 @@ mod tests {
         }
     }
 
+    fn ip(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    fn route(gw: &str, ours: bool) -> DefaultRoute {
+        DefaultRoute {
+            gateway: ip(gw),
+            ours,
+        }
+    }
+
     fn plan(addrs: &[&str], gw: Option<&str>) -> Plan {
         Plan {
             interface: "vio0".into(),
             addresses: addrs.iter().map(|a| net(a)).collect(),
-            default_gateway: gw.map(|g| g.parse().unwrap()),
+            default_gateway: gw.map(ip),
         }
     }
 
@@ -291,10 +513,16 @@ mod tests {
         let p = plan(&["2001:db8::1/64"], Some("fe80::1"));
         let c = a.apply(&p).unwrap();
         assert_eq!(c.added, vec![net("2001:db8::1/64")]);
-        assert_eq!(c.route_added, Some("fe80::1".parse().unwrap()));
+        assert_eq!(c.route_added, Some(ip("fe80::1")));
         assert!(a.apply(&p).unwrap().is_empty());
         assert_eq!(a.backend().addrs, vec![net("2001:db8::1/64")]);
-        assert_eq!(a.backend().routes.len(), 1);
+        assert_eq!(a.backend().gateways(), vec![(ip("fe80::1"), true)]);
+        let adds = a
+            .backend()
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("route add"));
+        assert_eq!(adds.count(), 1, "scwd's route is seen, not added again");
     }
 
     #[test]
@@ -321,7 +549,6 @@ mod tests {
     fn reconcile_removes_only_what_scwd_added() {
         let mut t = Table::default();
         t.addrs.push(net("2001:db8:ff::1/64")); // not scwd's
-        t.routes.push("fe80::ff".parse().unwrap()); // not scwd's
         let mut a = Applier::new(t);
         a.apply(&plan(
             &["2001:db8::1/64", "2001:db8:ff::1/64"],
@@ -333,28 +560,21 @@ mod tests {
             .unwrap();
         assert_eq!(c.added, vec![net("2001:db8::2/64")]);
         assert_eq!(c.removed, vec![net("2001:db8::1/64")]);
-        assert_eq!(c.route_removed, Some("fe80::1".parse().unwrap()));
+        assert_eq!(c.route_added, Some(ip("fe80::2")));
+        assert_eq!(c.route_removed, vec![ip("fe80::1")]);
         let t = a.backend();
         assert_eq!(
             t.addrs,
             vec![net("2001:db8:ff::1/64"), net("2001:db8::2/64")]
         );
-        assert_eq!(
-            t.routes,
-            vec![
-                "fe80::ff".parse::<Ipv6Addr>().unwrap(),
-                "fe80::2".parse().unwrap()
-            ]
-        );
+        assert_eq!(t.gateways(), vec![(ip("fe80::2"), true)]);
 
         // No IPv6 any more: scwd's own go, the rest stays.
         let c = a.apply(&plan(&[], None)).unwrap();
         assert_eq!(c.removed, vec![net("2001:db8::2/64")]);
+        assert_eq!(c.route_removed, vec![ip("fe80::2")]);
         assert_eq!(a.backend().addrs, vec![net("2001:db8:ff::1/64")]);
-        assert_eq!(
-            a.backend().routes,
-            vec!["fe80::ff".parse::<Ipv6Addr>().unwrap()]
-        );
+        assert!(a.backend().routes.is_empty());
     }
 
     #[test]
@@ -388,9 +608,138 @@ mod tests {
         a.apply(&plan(&["2001:db8::2/64"], Some("fe80::2")))
             .unwrap_err();
         assert_eq!(a.backend().addrs, vec![net("2001:db8::1/64")]);
+        assert_eq!(a.backend().gateways(), vec![(ip("fe80::1"), true)]);
+    }
+
+    /// A new scwd over the kernel an earlier one configured: its route
+    /// is scwd's and goes when the gateway changes; the address, which
+    /// carries no mark, is kept while the plan holds it and is never
+    /// taken for scwd's own.
+    #[test]
+    fn after_a_restart_scwds_route_is_replaced_and_the_address_kept() {
+        let mut t = Table::default();
+        t.addrs.push(net("2001:db8::1/64"));
+        t.routes.push(route("fe80::1", true));
+        let mut a = Applier::adopt(t);
+        let c = a
+            .apply(&plan(&["2001:db8::1/64"], Some("fe80::2")))
+            .unwrap();
+        assert_eq!(c.route_added, Some(ip("fe80::2")));
+        assert_eq!(c.route_removed, vec![ip("fe80::1")]);
+        assert!(c.added.is_empty() && c.removed.is_empty());
+        assert_eq!(a.backend().gateways(), vec![(ip("fe80::2"), true)]);
+
+        // Renumbered: the address found present is not scwd's to remove.
+        let c = a
+            .apply(&plan(&["2001:db8::2/64"], Some("fe80::2")))
+            .unwrap();
+        assert!(c.removed.is_empty());
         assert_eq!(
-            a.backend().routes,
-            vec!["fe80::1".parse::<Ipv6Addr>().unwrap()]
+            a.backend().addrs,
+            vec![net("2001:db8::1/64"), net("2001:db8::2/64")]
         );
+    }
+
+    #[test]
+    fn a_foreign_route_via_the_same_gateway_is_not_touched() {
+        let mut t = Table::default();
+        t.routes.push(route("fe80::1", false)); // a router advertisement's
+        let mut a = Applier::new(t);
+        let p = plan(&["2001:db8::1/64"], Some("fe80::1"));
+        let c = a.apply(&p).unwrap();
+        assert_eq!(c.route_added, None);
+        a.apply(&p).unwrap();
+        assert_eq!(a.backend().gateways(), vec![(ip("fe80::1"), false)]);
+        assert!(!a.backend().calls.iter().any(|c| c.starts_with("route ")));
+    }
+
+    #[test]
+    fn a_foreign_route_via_another_gateway_is_left_alone_and_not_joined() {
+        let mut t = Table::default();
+        t.routes.push(route("fe80::ff", false)); // the administrator's
+        t.routes.push(route("fe80::1", true)); // scwd's, from before
+        let mut a = Applier::new(t);
+        let c = a
+            .apply(&plan(&["2001:db8::1/64"], Some("fe80::2")))
+            .unwrap();
+        assert_eq!(c.added, vec![net("2001:db8::1/64")]);
+        assert_eq!(c.route_added, None);
+        assert_eq!(c.route_removed, vec![ip("fe80::1")]);
+        assert_eq!(a.backend().gateways(), vec![(ip("fe80::ff"), false)]);
+
+        // Once the administrator's route is gone, a refresh adds scwd's.
+        a.backend.routes.clear();
+        let c = a
+            .apply(&plan(&["2001:db8::1/64"], Some("fe80::2")))
+            .unwrap();
+        assert_eq!(c.route_added, Some(ip("fe80::2")));
+    }
+
+    #[test]
+    fn a_recreated_interface_is_configured_again() {
+        let mut a = Applier::new(Table::default());
+        let p = plan(&["2001:db8::1/64"], Some("fe80::1"));
+        a.apply(&p).unwrap();
+        // Deleted: the kernel took the address and the route with it.
+        a.backend.gone = true;
+        a.backend.addrs.clear();
+        a.backend.routes.clear();
+        assert!(!a.relink().unwrap());
+        assert!(!a.present());
+        // Back, with a new index.
+        a.backend.gone = false;
+        a.backend.index = 7;
+        assert!(a.relink().unwrap());
+        let c = a.apply(&p).unwrap();
+        assert_eq!(c.added, vec![net("2001:db8::1/64")]);
+        assert_eq!(c.route_added, Some(ip("fe80::1")));
+        assert!(c.removed.is_empty() && c.route_removed.is_empty());
+        // And it is scwd's again: a renumbering removes it.
+        let c = a
+            .apply(&plan(&["2001:db8::2/64"], Some("fe80::1")))
+            .unwrap();
+        assert_eq!(c.removed, vec![net("2001:db8::1/64")]);
+    }
+
+    #[test]
+    fn a_failed_route_list_changes_nothing() {
+        struct NoList(Table);
+        impl Backend for NoList {
+            fn interface(&self) -> &str {
+                "vio0"
+            }
+            fn ifindex(&self) -> Option<u32> {
+                Some(1)
+            }
+            fn resolve(&mut self) -> Result<bool, NetError> {
+                Ok(true)
+            }
+            fn events_fd(&self) -> RawFd {
+                -1
+            }
+            fn take_events(&mut self) -> bool {
+                false
+            }
+            fn default_routes(&mut self) -> Result<Vec<DefaultRoute>, NetError> {
+                let e = io::Error::from_raw_os_error(libc::ENOBUFS);
+                Err(NetError::new("vio0", "RTM_GETROUTE", e))
+            }
+            fn add_address(&mut self, net: &Ipv6Net) -> Result<Added, NetError> {
+                self.0.add_address(net)
+            }
+            fn delete_address(&mut self, net: &Ipv6Net) -> Result<(), NetError> {
+                self.0.delete_address(net)
+            }
+            fn add_default_route(&mut self, gw: Ipv6Addr) -> Result<Added, NetError> {
+                self.0.add_default_route(gw)
+            }
+            fn delete_default_route(&mut self, gw: Ipv6Addr) -> Result<(), NetError> {
+                self.0.delete_default_route(gw)
+            }
+        }
+        let mut a = Applier::new(NoList(Table::default()));
+        a.apply(&plan(&["2001:db8::1/64"], Some("fe80::1")))
+            .unwrap_err();
+        assert!(a.backend().0.calls.is_empty());
     }
 }

@@ -13,12 +13,12 @@ use std::ffi::{CStr, CString, c_int};
 use std::io;
 use std::mem::size_of;
 use std::net::Ipv6Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::time::{Duration, Instant};
 
 use crate::net::wire::{self, Message, WireError};
-use crate::net::{Added, Backend, NetError};
+use crate::net::{Added, Backend, DefaultRoute, NetError};
 use crate::plan::Ipv6Net;
 
 /// How long to wait for the kernel's echo of a route request that
@@ -58,6 +58,9 @@ pub struct OpenBsdBackend {
     /// makes [`Added`] truthful: `SIOCAIFADDR_IN6` does not say whether the
     /// address was already there.
     present: HashSet<Ipv6Addr>,
+    /// Default routes this process added: until the routing table is
+    /// listed (adoption of labelled routes), what `default_routes` knows.
+    added_routes: Vec<Ipv6Addr>,
 }
 
 /// The one place where a C return value of -1 becomes `errno`.
@@ -104,6 +107,7 @@ impl OpenBsdBackend {
             route,
             seq: 0,
             present,
+            added_routes: Vec::new(),
         })
     }
 
@@ -262,6 +266,32 @@ impl Backend for OpenBsdBackend {
         &self.interface
     }
 
+    fn ifindex(&self) -> Option<u32> {
+        Some(u32::from(self.ifindex))
+    }
+
+    /// The interface was resolved at open, which still requires it.
+    fn resolve(&mut self) -> Result<bool, NetError> {
+        Ok(true)
+    }
+
+    fn events_fd(&self) -> RawFd {
+        self.route.as_raw_fd()
+    }
+
+    fn take_events(&mut self) -> bool {
+        self.drain();
+        false
+    }
+
+    fn default_routes(&mut self) -> Result<Vec<DefaultRoute>, NetError> {
+        let ours = |&gateway: &Ipv6Addr| DefaultRoute {
+            gateway,
+            ours: true,
+        };
+        Ok(self.added_routes.iter().map(ours).collect())
+    }
+
     fn add_address(&mut self, net: &Ipv6Net) -> Result<Added, NetError> {
         let op = format!("SIOCAIFADDR_IN6 {net}");
         let req = wire::siocaifaddr_in6(&self.interface, net)
@@ -295,7 +325,10 @@ impl Backend for OpenBsdBackend {
             wire::rtm_add_default(ifindex, gateway, seq, pid)
         });
         match result {
-            Ok(()) => Ok(Added::New),
+            Ok(()) => {
+                self.added_routes.push(gateway);
+                Ok(Added::New)
+            }
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(Added::Existing),
             Err(e) => Err(self.error(format!("RTM_ADD default via {gateway}"), e)),
         }
@@ -310,7 +343,10 @@ impl Backend for OpenBsdBackend {
             Err(e) if e.raw_os_error() != Some(libc::ESRCH) => {
                 Err(self.error(format!("RTM_DELETE default via {gateway}"), e))
             }
-            _ => Ok(()),
+            _ => {
+                self.added_routes.retain(|g| *g != gateway);
+                Ok(())
+            }
         }
     }
 }
