@@ -19,7 +19,7 @@ use scwd::{daemon, fetcher, logger, sandbox};
 #[cfg(target_os = "linux")]
 use scwd::net::linux::LinuxBackend as SystemBackend;
 #[cfg(target_os = "openbsd")]
-use scwd::net::openbsd::OpenBsdBackend as SystemBackend;
+use scwd::net::openbsd::SystemBackend;
 
 /// How long the process rc(8) started waits for the first configuration.
 const READY_BUDGET: Duration = Duration::from_secs(15);

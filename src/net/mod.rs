@@ -14,7 +14,6 @@ use crate::plan::{Ipv6Net, Plan};
 
 #[cfg(target_os = "linux")]
 pub mod linux;
-#[cfg(target_os = "openbsd")]
 pub mod openbsd;
 pub mod wire;
 

@@ -239,6 +239,60 @@ pub const IFAN_DEPARTURE: u16 = 1;
 /// The label scwd puts on its routes, so it only ever touches its own.
 pub const ROUTE_LABEL: &str = "scwd";
 
+/// `CTL_NET`, first level of the sysctl(2) name of the routing table.
+pub const CTL_NET: i32 = 4;
+/// `NET_RT_DUMP`: the routing table as `RTM_GET` messages.
+pub const NET_RT_DUMP: i32 = 1;
+
+// errno values in OpenBSD's numbering (sys/sys/errno.h). The OpenBSD
+// backend's logic runs on every host, where libc's constants differ
+// (Linux's ENETUNREACH is 101), so it must compare with these.
+
+/// `ENOENT`.
+pub const ENOENT: i32 = 2;
+/// `ESRCH`: no such route.
+pub const ESRCH: i32 = 3;
+/// `EINTR`.
+pub const EINTR: i32 = 4;
+/// `ENOMEM`: a sysctl buffer too small.
+pub const ENOMEM: i32 = 12;
+/// `EAGAIN`: nothing to read on a non-blocking socket.
+pub const EAGAIN: i32 = 35;
+/// `ENXIO`: no such interface.
+pub const ENXIO: i32 = 6;
+/// `EEXIST`: the same route is already there.
+pub const EEXIST: i32 = 17;
+/// `EINVAL`.
+pub const EINVAL: i32 = 22;
+/// `EAFNOSUPPORT`.
+pub const EAFNOSUPPORT: i32 = 47;
+/// `EADDRNOTAVAIL`: no such address on the interface.
+pub const EADDRNOTAVAIL: i32 = 49;
+/// `ENETUNREACH`.
+pub const ENETUNREACH: i32 = 51;
+/// `ENOBUFS`.
+pub const ENOBUFS: i32 = 55;
+/// `EHOSTUNREACH`.
+pub const EHOSTUNREACH: i32 = 65;
+
+/// OpenBSD's `strerror(3)` text for the errno values above, so that a
+/// message reads the same whichever host the backend logic runs on.
+pub fn strerror(errno: i32) -> Option<&'static str> {
+    Some(match errno {
+        ENOENT => "No such file or directory",
+        ESRCH => "No such process",
+        ENXIO => "Device not configured",
+        EEXIST => "File exists",
+        EINVAL => "Invalid argument",
+        EAFNOSUPPORT => "Address family not supported by protocol family",
+        EADDRNOTAVAIL => "Can't assign requested address",
+        ENETUNREACH => "Network is unreachable",
+        ENOBUFS => "No buffer space available",
+        EHOSTUNREACH => "No route to host",
+        _ => return None,
+    })
+}
+
 /// `struct sockaddr_in6` with the BSD `sin6_len` byte (Linux's has none).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -839,6 +893,7 @@ const _: () = assert!(ROUTE_LABEL.len() < RTLABEL_LEN);
 struct RouteHeader {
     rtm_type: u8,
     index: u16,
+    priority: u8,
     flags: i32,
     seq: i32,
     pid: i32,
@@ -860,7 +915,7 @@ fn route_message(hdr: &RouteHeader, addrs: &[(i32, &[u8])]) -> Vec<u8> {
         (RT_MSGHDR_LEN as u16).to_ne_bytes()
     );
     set!(msg, RtMsghdr.rtm_index, hdr.index.to_ne_bytes());
-    set!(msg, RtMsghdr.rtm_priority, [RTP_NONE]);
+    set!(msg, RtMsghdr.rtm_priority, [hdr.priority]);
     let mask = addrs.iter().fold(0, |mask, (bit, _)| mask | bit);
     set!(msg, RtMsghdr.rtm_addrs, mask.to_ne_bytes());
     set!(msg, RtMsghdr.rtm_flags, hdr.flags.to_ne_bytes());
@@ -879,10 +934,18 @@ pub const DEFAULT_ROUTE_FLAGS: i32 = RTF_UP | RTF_GATEWAY | RTF_STATIC | RTF_MPA
 /// Sockaddrs of scwd's default route messages.
 pub const DEFAULT_ROUTE_ADDRS: i32 = RTA_DST | RTA_GATEWAY | RTA_NETMASK | RTA_IFP | RTA_LABEL;
 
-fn default_route(rtm_type: u8, ifindex: u16, gateway: Ipv6Addr, seq: i32, pid: i32) -> Vec<u8> {
+fn default_route(
+    rtm_type: u8,
+    ifindex: u16,
+    gateway: Ipv6Addr,
+    priority: u8,
+    seq: i32,
+    pid: i32,
+) -> Vec<u8> {
     let hdr = RouteHeader {
         rtm_type,
         index: ifindex,
+        priority,
         flags: DEFAULT_ROUTE_FLAGS,
         seq,
         pid,
@@ -907,14 +970,53 @@ fn default_route(rtm_type: u8, ifindex: u16, gateway: Ipv6Addr, seq: i32, pid: i
 /// priority left to the kernel (golden 2a/2b). The kernel overwrites
 /// `pid`; replies echo `seq`.
 pub fn rtm_add_default(ifindex: u16, gateway: Ipv6Addr, seq: i32, pid: i32) -> Vec<u8> {
-    default_route(RTM_ADD, ifindex, gateway, seq, pid)
+    default_route(RTM_ADD, ifindex, gateway, RTP_NONE, seq, pid)
 }
 
 /// `RTM_DELETE` of the route [`rtm_add_default`] added: the same bytes
 /// but the type, since the kernel matches the gateway byte for byte
 /// (golden 3).
 pub fn rtm_delete_default(ifindex: u16, gateway: Ipv6Addr, seq: i32, pid: i32) -> Vec<u8> {
-    default_route(RTM_DELETE, ifindex, gateway, seq, pid)
+    default_route(RTM_DELETE, ifindex, gateway, RTP_NONE, seq, pid)
+}
+
+/// [`rtm_delete_default`] at one `priority`: with 0 (`RTP_ANY` on
+/// delete, rtsock.c 792–793) the kernel removes the first `::/0` via
+/// that gateway at any priority, whoever added it (rtable.c 462–471).
+pub fn rtm_delete_default_at(
+    ifindex: u16,
+    gateway: Ipv6Addr,
+    priority: u8,
+    seq: i32,
+    pid: i32,
+) -> Vec<u8> {
+    default_route(RTM_DELETE, ifindex, gateway, priority, seq, pid)
+}
+
+/// `RTM_GET ::/0 via gateway` at `priority`: the kernel answers with the
+/// route it would delete for the same arguments, label included
+/// (rtsock.c 1185–1189, rtm_report 603–665), or `ESRCH`.
+pub fn rtm_get_default_via(
+    ifindex: u16,
+    gateway: Ipv6Addr,
+    priority: u8,
+    seq: i32,
+    pid: i32,
+) -> Vec<u8> {
+    let hdr = RouteHeader {
+        rtm_type: RTM_GET,
+        index: ifindex,
+        priority,
+        flags: RTF_UP | RTF_GATEWAY | RTF_STATIC,
+        seq,
+        pid,
+    };
+    let any = sockaddr_in6(AF_INET6, [0; 16]);
+    let gw = sockaddr_in6(AF_INET6, embed_scope(gateway, ifindex));
+    route_message(
+        &hdr,
+        &[(RTA_DST, &any), (RTA_GATEWAY, &gw), (RTA_NETMASK, &any)],
+    )
 }
 
 /// `RTM_GET ::/0` with a full zero netmask (golden 4c).
@@ -922,6 +1024,7 @@ pub fn rtm_get_default(seq: i32, pid: i32) -> Vec<u8> {
     let hdr = RouteHeader {
         rtm_type: RTM_GET,
         index: 0,
+        priority: RTP_NONE,
         flags: RTF_UP | RTF_GATEWAY | RTF_STATIC,
         seq,
         pid,
@@ -1195,6 +1298,35 @@ pub fn decode(buf: &[u8]) -> Result<Message, WireError> {
             addrs: decode_addrs(r.i32(offset_of!(RtMsghdr, rtm_addrs)), sockaddrs)?,
         }),
     })
+}
+
+/// Decodes a buffer of messages laid end to end, as `sysctl(NET_RT_DUMP)`
+/// returns them; stops at the first length that does not fit.
+pub fn decode_all(mut buf: &[u8]) -> Vec<Result<Message, WireError>> {
+    let mut out = Vec::new();
+    while buf.len() >= COMMON_HEADER_LEN {
+        let len = usize::from(Reader(buf).u16(offset_of!(RtMsghdr, rtm_msglen)));
+        let Some(msg) = buf.get(..len).filter(|_| len >= COMMON_HEADER_LEN) else {
+            out.push(Err(WireError::Length {
+                msglen: len,
+                read: buf.len(),
+            }));
+            break;
+        };
+        out.push(decode(msg));
+        buf = &buf[len..];
+    }
+    out
+}
+
+/// The prefix length of a 16-byte IPv6 mask, None if not contiguous.
+pub fn mask_prefixlen(mask: [u8; 16]) -> Option<u8> {
+    let mask = u128::from_be_bytes(mask);
+    let len = mask.leading_ones();
+    if mask.checked_shl(len).unwrap_or(0) != 0 {
+        return None;
+    }
+    u8::try_from(len).ok()
 }
 
 /// Text up to the first NUL (or the end), lossily as UTF-8.
