@@ -76,21 +76,64 @@ mod sys {
         Ok(())
     }
 
-    /// `arg_start` and `arg_end` of this process, fields 48 and 49 of
-    /// /proc/self/stat (proc(5)), counted after the parenthesised name.
+    /// `arg_start` and `arg_end` of this process (proc(5)).
     fn argv_area() -> io::Result<(usize, usize)> {
         let stat = std::fs::read_to_string("/proc/self/stat")?;
-        let bad = || io::Error::new(io::ErrorKind::InvalidData, "/proc/self/stat: no argv range");
-        let rest = stat.rsplit_once(')').ok_or_else(bad)?.1;
+        parse_argv_area(&stat).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "/proc/self/stat: no argv range")
+        })
+    }
+
+    /// Fields 48 and 49 of a /proc/PID/stat line, counted after the
+    /// parenthesised name, which may itself hold blanks and parentheses.
+    pub(super) fn parse_argv_area(stat: &str) -> Option<(usize, usize)> {
+        let rest = stat.rsplit_once(')')?.1;
         // `rest` starts at field 3.
         let mut fields = rest.split_whitespace().skip(48 - 3);
-        let mut next =
-            || -> io::Result<usize> { fields.next().and_then(|f| f.parse().ok()).ok_or_else(bad) };
-        let (start, end) = (next()?, next()?);
-        if start == 0 || end < start {
-            return Err(bad());
-        }
-        Ok((start, end))
+        let start: usize = fields.next()?.parse().ok()?;
+        let end: usize = fields.next()?.parse().ok()?;
+        (start != 0 && end >= start).then_some((start, end))
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::sys::parse_argv_area;
+
+    /// A /proc/PID/stat line: pid, name, then fields 3 to 52, each its
+    /// own number so that an off-by-one shows.
+    fn stat_line(name: &str) -> String {
+        let fields: Vec<String> = (3..=52).map(|n| n.to_string()).collect();
+        format!("4242 ({name}) {}\n", fields.join(" "))
+    }
+
+    #[test]
+    fn argv_area_is_fields_48_and_49() {
+        assert_eq!(parse_argv_area(&stat_line("scwd")), Some((48, 49)));
+    }
+
+    #[test]
+    fn a_name_with_blanks_and_parentheses_does_not_shift_the_fields() {
+        assert_eq!(parse_argv_area(&stat_line("a) (b c")), Some((48, 49)));
+        assert_eq!(parse_argv_area(&stat_line("scwd: fetcher")), Some((48, 49)));
+    }
+
+    #[test]
+    fn a_short_or_empty_range_is_refused() {
+        assert_eq!(parse_argv_area("1 (x) 3 4"), None);
+        assert_eq!(parse_argv_area("no parenthesis"), None);
+        let zero = stat_line("x").replace(" 48 49 ", " 0 0 ");
+        assert_eq!(parse_argv_area(&zero), None);
+        let backwards = stat_line("x").replace(" 48 49 ", " 49 48 ");
+        assert_eq!(parse_argv_area(&backwards), None);
+    }
+
+    #[test]
+    fn this_process_has_an_argv_area() {
+        let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
+        let (start, end) = parse_argv_area(&stat).expect("argv range");
+        // The test binary's own path at least.
+        assert!(end - start > 1, "{start}..{end}");
     }
 }
 
