@@ -3,7 +3,7 @@
 //!
 //! The startup sequence, top to bottom: flags, configuration (`-n` stops
 //! there), root check, logging, everything privileged opened, detach,
-//! fork the fetcher, narrow the parent to `stdio wroute`, serve.
+//! fork the fetcher, narrow the parent to `stdio route wroute`, serve.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -154,9 +154,12 @@ fn run(conf: &Config, flags: &Flags, foreground: bool) -> Result<Exit, String> {
             // The parent needs no file at all from here on.
             sandbox::unveil_lock().map_err(|e| format!("unveil: {e}"))?;
             // stdio: the socketpair, the routing socket (written as root,
-            // RTM_ADD/RTM_DELETE need no promise), poll, wait4;
-            // wroute: ioctl SIOCAIFADDR_IN6 / SIOCDIFADDR_IN6.
-            sandbox::pledge("stdio wroute").map_err(|e| format!("pledge: {e}"))?;
+            // RTM_ADD/RTM_DELETE/RTM_GET need no promise), poll, wait4;
+            // route: the routing table and the interface's addresses read
+            // again, at every apply and after RTM_DESYNC (sysctl
+            // NET_RT_DUMP and getifaddrs' NET_RT_IFLIST, kern_pledge.c
+            // 813-817, 894-899); wroute: SIOCAIFADDR_IN6/SIOCDIFADDR_IN6.
+            sandbox::pledge("stdio route wroute").map_err(|e| format!("pledge: {e}"))?;
             let mut parent = Parent::new(
                 applier,
                 parent_end,

@@ -11,11 +11,10 @@
 //! |---|---|
 //! | `stdio` | everything basic: read/write on open sockets (the routing socket included: route messages need root, not a promise), poll, clocks, getentropy, syslog(3) via sendsyslog(2) |
 //! | `inet` | the fetcher's `socket`/`connect` to the metadata service (IP literals, so no `dns`) |
+//! | `route` | the parent reading the routing table (`sysctl(NET_RT_DUMP)`, kern_pledge.c 813–817) and the interface's addresses (`getifaddrs(3)`, 894–899) before each apply and after `RTM_DESYNC`: read only |
 //! | `wroute` | `ioctl(SIOCAIFADDR_IN6/SIOCDIFADDR_IN6)` on the parent's inet6 socket |
 //!
-//! Not needed, on purpose: `route` (no `getifaddrs(3)` or `SIOCGIF*`
-//! after startup: the OpenBSD backend takes its snapshot before pledging),
-//! `proc`/`id` (fork and privilege drop happen before pledging), `unveil`
+//! Not needed, on purpose: `proc`/`id` (fork and privilege drop happen before pledging), `unveil`
 //! (the filesystem is hidden and locked before pledging).
 //!
 //! Sockets on `AF_ROUTE` and their `setsockopt` cannot be done under any
