@@ -410,3 +410,98 @@ fn an_interface_that_vanishes_and_comes_back() {
     );
     assert_eq!(b.add_default_route(ip(GW)).unwrap(), scwd::net::Added::New);
 }
+
+#[test]
+fn the_simulated_kernel_keeps_to_its_sources() {
+    let sim = Sim::new();
+    sim.borrow_mut().slaacd_address("vio0", ADDR, 64);
+    let mut s = sim.borrow_mut();
+    let again = wire::siocaifaddr_in6("vio0", &net(ADDR, 64)).unwrap();
+    // SIOCAIFADDR_IN6 on a present address rewrites flags and lifetimes
+    // (in6.c 709, 731): slaacd's AUTOCONF and finite lifetimes are gone.
+    s.ioctl_as(wire::SIOCAIFADDR_IN6, &again).unwrap();
+    let a = s
+        .addrs("vio0")
+        .into_iter()
+        .find(|a| a.addr == ip(ADDR))
+        .unwrap();
+    assert_eq!((a.flags, a.vltime, a.pltime), (0, INFINITE, INFINITE));
+    // Another prefix length for it: EINVAL (in6.c 673).
+    let other = wire::siocaifaddr_in6("vio0", &net(ADDR, 127)).unwrap();
+    assert_eq!(s.ioctl_as(wire::SIOCAIFADDR_IN6, &other), Err(wire::EINVAL));
+    // Deleting an absent address: EADDRNOTAVAIL (in6.c 311).
+    let absent = wire::siocdifaddr_in6("vio0", ip("2001:db8::9")).unwrap();
+    assert_eq!(
+        s.ioctl_as(wire::SIOCDIFADDR_IN6, &absent),
+        Err(wire::EADDRNOTAVAIL)
+    );
+    // No such interface: ENXIO.
+    let nowhere = wire::siocaifaddr_in6("vio9", &net(ADDR, 64)).unwrap();
+    assert_eq!(
+        s.ioctl_as(wire::SIOCAIFADDR_IN6, &nowhere),
+        Err(wire::ENXIO)
+    );
+    // A static add at priority 0 becomes 8 (route.c 996–997); the same
+    // gateway at the same priority again: EEXIST (rtable.c 601–613).
+    let add = wire::rtm_add_default(1, ip(GW), 1, 7);
+    s.write_as(7, &add).unwrap();
+    assert_eq!(s.defaults(), [route(GW, 8, "scwd")]);
+    assert_eq!(s.write_as(7, &add), Err(wire::EEXIST));
+    // Another gateway, multipath: beside it.
+    s.write_as(7, &wire::rtm_add_default(1, ip(GW2), 2, 7))
+        .unwrap();
+    assert_eq!(s.defaults().len(), 2);
+    // A delete at the wrong priority: ESRCH; at 0 (RTP_ANY) it matches.
+    let del9 = wire::rtm_delete_default_at(1, ip(GW), 9, 3, 7);
+    assert_eq!(s.write_as(7, &del9), Err(wire::ESRCH));
+    s.write_as(7, &wire::rtm_delete_default(1, ip(GW), 4, 7))
+        .unwrap();
+    assert_eq!(s.defaults(), [route(GW2, 8, "scwd")]);
+    // An early refusal (goto fail): the write(2) error alone,
+    // EPROTONOSUPPORT for a wrong version.
+    let mut bad = wire::rtm_add_default(1, ip(GW), 5, 7);
+    bad[2] = 4;
+    assert_eq!(s.write_as(7, &bad), Err(43));
+}
+
+#[test]
+fn a_refused_add_answers_with_its_errno_and_the_next_request_still_matches() {
+    // slaacd's route via the same gateway: EEXIST, as write(2) error and
+    // as an echo carrying rtm_errno (rtsock.c 872, 893). The echo is
+    // skipped, not taken for the reply to the next request.
+    let sim = Sim::new();
+    sim.borrow_mut().slaacd_route("vio0", GW);
+    let mut b = backend(&sim);
+    assert_eq!(
+        b.add_default_route(ip(GW)).unwrap(),
+        scwd::net::Added::Existing
+    );
+    assert_eq!(b.own_routes(), []);
+    assert_eq!(b.add_default_route(ip(GW2)).unwrap(), scwd::net::Added::New);
+    assert_eq!(b.own_routes(), [(ip(GW2), 8)]);
+    b.delete_default_route(ip(GW)).unwrap();
+    assert_eq!(
+        sim.borrow().defaults(),
+        [route(GW, 8, "slaacd"), route(GW2, 8, "scwd")]
+    );
+}
+
+#[test]
+fn the_events_descriptor_is_readable_when_the_kernel_reported() {
+    let readable = |fd| {
+        let mut p = [libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd, on a descriptor the backend keeps open.
+        unsafe { libc::poll(p.as_mut_ptr(), 1, 0) == 1 }
+    };
+    let sim = Sim::without_interface();
+    let mut b = backend(&sim);
+    assert!(!readable(b.events_fd()));
+    sim.borrow_mut().attach("vio0");
+    assert!(readable(b.events_fd()));
+    assert!(b.take_events());
+    assert!(!readable(b.events_fd()));
+}

@@ -611,12 +611,9 @@ impl Sim {
             msg_type,
             index: r.ifindex,
             priority: r.priority,
-            flags: r.flags
-                | if msg_type == wire::RTM_GET {
-                    0
-                } else {
-                    wire::RTF_DONE
-                },
+            // route_output sets RTF_DONE on success (rtsock.c 877), the
+            // dump on every entry (2011).
+            flags: r.flags | wire::RTF_DONE,
             pid,
             seq,
             errno: 0,
@@ -860,6 +857,20 @@ impl Sim {
             self.admin_address(name, &addr, 64);
             self.admin_delete_address(name, &addr);
         }
+    }
+
+    /// A request as another process would write it, for tests of the
+    /// simulator's own rules.
+    pub fn write_as(&mut self, pid: i32, msg: &[u8]) -> Result<(), i32> {
+        self.write_route(pid, msg)
+    }
+
+    /// A raw ioctl, as another root process would issue it.
+    pub fn ioctl_as(&mut self, request: u32, arg: &[u8]) -> Result<(), i32> {
+        let n = self.ioctls.len();
+        let r = self.ioctl(request, arg);
+        self.ioctls.truncate(n);
+        r
     }
 
     /// Bytes queued on socket `i`, and whether it is flushing.
