@@ -164,7 +164,8 @@ fn run(conf: &Config, flags: &Flags, foreground: bool) -> Result<Exit, String> {
                 applier,
                 parent_end,
                 pid,
-                flags.once,
+                // -o waits for a missing interface as long as for the service.
+                flags.once.then(|| start + fetcher::ONCE_DEADLINE),
                 ready,
                 conf.boot_signal,
                 conf.ipv6,

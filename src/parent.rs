@@ -5,8 +5,10 @@
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Instant;
 
 use crate::net::{Applier, Backend, Changes};
+use crate::plan::Plan;
 use crate::privsep::{self, Channel, Message, RecvError};
 
 /// How the parent's loop ended.
@@ -27,26 +29,46 @@ struct Progress {
     configured: Option<bool>,
 }
 
+impl Progress {
+    /// The outcome the process that started the daemon reports: failed
+    /// as soon as one job failed, done once both succeeded.
+    fn outcome(&self) -> Option<bool> {
+        match (self.booted, self.configured) {
+            (Some(false), _) | (_, Some(false)) => Some(false),
+            (Some(true), Some(true)) => Some(true),
+            _ => None,
+        }
+    }
+}
+
 /// The parent's state.
 pub struct Parent<B> {
     applier: Applier<B>,
     chan: Channel,
     fetcher: libc::pid_t,
-    once: bool,
-    /// Written to and closed once the first plan is settled, so the
-    /// process that started the daemon can return to rc(8).
+    /// With `-o`: when to stop waiting for the interface.
+    once: Option<Instant>,
+    /// Written to and closed once the outcome of the first plan and the
+    /// boot signal is known, so the process that started the daemon can
+    /// return to rc(8) with it.
     ready: Option<OwnedFd>,
     progress: Progress,
-    ipv6: bool,
+    /// The latest valid plan: applied again when the interface appears,
+    /// comes back or is recreated.
+    plan: Option<Plan>,
+    /// Whether the interface was missing when last looked at, so that is
+    /// logged once, not on every refresh.
+    missing: bool,
 }
 
 impl<B: Backend> Parent<B> {
-    /// `boot_signal`/`ipv6`: whether the fetcher will report on each job.
+    /// `once`: the `-o` deadline. `boot_signal`/`ipv6`: whether the
+    /// fetcher will report on each job.
     pub fn new(
         applier: Applier<B>,
         chan: Channel,
         fetcher: libc::pid_t,
-        once: bool,
+        once: Option<Instant>,
         ready: Option<OwnedFd>,
         boot_signal: bool,
         ipv6: bool,
@@ -62,17 +84,32 @@ impl<B: Backend> Parent<B> {
             once,
             ready,
             progress,
-            ipv6,
+            plan: None,
+            missing: false,
         }
     }
 
-    /// Serves the fetcher's messages and the signals until done.
+    /// Serves the fetcher's messages, the interface's events and the
+    /// signals until done.
     pub fn run(&mut self, signals: &SignalPipe) -> Exit {
         loop {
+            self.release_when_ready();
             if let Some(exit) = self.finished() {
                 return exit;
             }
-            let ready = match privsep::wait_readable(&[self.chan.as_raw_fd(), signals.fd()], -1) {
+            let timeout = match self.once {
+                Some(at) if self.waiting_for_link() => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    i32::try_from(left.as_millis()).unwrap_or(i32::MAX)
+                }
+                _ => -1,
+            };
+            let fds = [
+                self.chan.as_raw_fd(),
+                signals.fd(),
+                self.applier.events_fd(),
+            ];
+            let ready = match privsep::wait_readable(&fds, timeout) {
                 Ok(r) => r,
                 Err(e) => return Exit::Fatal(format!("poll: {e}")),
             };
@@ -91,19 +128,29 @@ impl<B: Backend> Parent<B> {
                     None => {}
                 }
             }
+            if ready[2] && self.applier.take_events() {
+                self.relink();
+            }
             if ready[0] {
                 match self.chan.recv() {
-                    Ok(msg) => {
-                        self.dispatch(msg);
-                        self.release_when_ready();
-                    }
+                    Ok(msg) => self.dispatch(msg),
                     Err(RecvError::Closed) => {
                         return Exit::Fatal(format!("fetcher {}", privsep::reap(self.fetcher)));
                     }
                     Err(e) => return Exit::Fatal(format!("invalid message from fetcher: {e}")),
                 }
             }
+            if self.waiting_for_link() && self.once.is_some_and(|at| Instant::now() >= at) {
+                let iface = self.applier.backend().interface();
+                log::error!("{iface}: interface did not appear in time, not configured");
+                self.settle(false);
+            }
         }
+    }
+
+    /// Whether a plan waits for the interface and nothing else.
+    fn waiting_for_link(&self) -> bool {
+        self.missing && self.plan.is_some() && self.progress.configured.is_none()
     }
 
     fn dispatch(&mut self, msg: Message) {
@@ -131,18 +178,58 @@ impl<B: Backend> Parent<B> {
                     self.settle(false);
                     return;
                 }
-                match self.applier.apply(&plan) {
-                    Ok(changes) => {
-                        report(&iface, &changes, plan.addresses.is_empty());
-                        self.settle(true);
-                    }
-                    Err(e) => {
-                        log::error!("{e}");
-                        self.settle(false);
-                    }
+                self.plan = Some(plan);
+                if !self.applier.present() {
+                    // An event may be pending still: look once more.
+                    self.relink();
+                    return;
                 }
+                self.apply();
             }
             Message::Refresh => log::debug!("ignoring REFRESH from fetcher"),
+        }
+    }
+
+    /// The interface changed: looks it up again and, once it is there,
+    /// applies the latest plan to it.
+    fn relink(&mut self) {
+        let iface = self.applier.backend().interface().to_string();
+        match self.applier.relink() {
+            Ok(true) => {
+                if self.missing {
+                    log::info!("{iface}: interface is there now");
+                    self.missing = false;
+                }
+                self.apply();
+            }
+            Ok(false) => {
+                if !self.missing {
+                    log::warn!(
+                        "{iface}: no such interface, or it is down; \
+                         configuring it when it comes up"
+                    );
+                    self.missing = true;
+                }
+            }
+            Err(e) => log::error!("{e}"),
+        }
+    }
+
+    /// Applies the latest plan, if there is one.
+    fn apply(&mut self) {
+        let Some(plan) = &self.plan else {
+            return;
+        };
+        let iface = self.applier.backend().interface().to_string();
+        match self.applier.apply(plan) {
+            Ok(changes) => {
+                report(&iface, &changes, plan.addresses.is_empty());
+                self.settle(true);
+            }
+            Err(e) => {
+                log::error!("{e}");
+                self.settle(false);
+            }
         }
     }
 
@@ -150,25 +237,21 @@ impl<B: Backend> Parent<B> {
         self.progress.configured = Some(ok);
     }
 
-    /// Releases the process waiting for the daemon once the first plan is
-    /// settled (or, with `ipv6 no`, the boot signal).
+    /// Hands the outcome to the process waiting for the daemon, once it
+    /// is known: `0` when the first plan is applied (with `ipv6 no`: when
+    /// the boot signal was answered), `1` when either failed.
     fn release_when_ready(&mut self) {
-        let settled = if self.ipv6 {
-            self.progress.configured.is_some()
-        } else {
-            self.progress.booted.is_some()
+        let Some(ok) = self.progress.outcome() else {
+            return;
         };
-        if settled {
-            if let Some(fd) = self.ready.take() {
-                let _ = std::fs::File::from(fd).write_all(b"1");
-            }
+        if let Some(fd) = self.ready.take() {
+            let byte = if ok { b'0' } else { b'1' };
+            let _ = std::fs::File::from(fd).write_all(&[byte]);
         }
     }
 
     fn finished(&self) -> Option<Exit> {
-        if !self.once {
-            return None;
-        }
+        self.once?;
         match (self.progress.booted, self.progress.configured) {
             (Some(true), Some(true)) => Some(Exit::Success),
             (Some(_), Some(_)) => Some(Exit::Failure),

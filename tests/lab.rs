@@ -1173,3 +1173,247 @@ fn the_process_speaking_http_is_unprivileged_and_chrooted() {
         daemon.log()
     );
 }
+
+// Restarts, readiness, an interface that comes late or is recreated,
+// and default routes scwd did not add.
+
+/// The routed fixture with its gateway moved to another link-local address.
+const NEW_GATEWAY: &str = "lab/routed-64-new-gateway.json";
+const NEW_LL_GATEWAY: &str = "fe80::dc00:ff:fe12:3457";
+
+/// A new scwd after the metadata changed gateway: exactly one default
+/// route, the new one and scwd's (protocol 83), and the address kept.
+#[test]
+fn restart_replaces_scwds_route_and_keeps_the_address() {
+    let test = "restart_replaces_scwds_route_and_keeps_the_address";
+    let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
+        return;
+    };
+    lab.once().assert_exit(0);
+    lab.assert_routed(LL_GATEWAY, ROUTED_ADDR, "first run");
+    lab.set_fixture(NEW_GATEWAY);
+    let run = lab.once();
+    run.assert_exit(0);
+    lab.assert_routed(NEW_LL_GATEWAY, ROUTED_ADDR, &run.to_string());
+    assert!(
+        lab.default_routes()[0].contains("proto 83"),
+        "{:?}\n{run}",
+        lab.default_routes()
+    );
+    assert_eq!(lab.global_addrs(), [ROUTED_ADDR], "{run}");
+    run.assert_logged(&["removed default route via", LL_GATEWAY]);
+}
+
+/// Runs scwd without -d or -o and returns the exit status of the process
+/// that started it, with its stderr and the service's log.
+fn daemonized_start(lab: &Lab) -> (Option<i32>, String) {
+    let (mut cmd, log) = lab.scwd(&[], &[]);
+    let mut child = cmd.spawn().expect("spawn scwd");
+    let status = wait_child(&mut child, Duration::from_secs(25));
+    let why = format!(
+        "{}\n{}",
+        fs::read_to_string(&log).unwrap_or_default(),
+        lab.metad_log()
+    );
+    (status.and_then(|s| s.code()), why)
+}
+
+/// Refused metadata: rc(8) hears of it (exit 1), vio0 is untouched and
+/// the boot signal went out all the same.
+#[test]
+fn daemonized_start_with_refused_metadata_exits_1() {
+    let test = "daemonized_start_with_refused_metadata_exits_1";
+    let Some(lab) = Lab::up(test, "link-local", BAD_PREFIX, &[]) else {
+        return;
+    };
+    let before = lab.snapshot();
+    let (code, why) = daemonized_start(&lab);
+    assert_eq!(code, Some(1), "{why}");
+    assert!(why.contains("first configuration failed"), "{why}");
+    assert_eq!(lab.snapshot(), before, "{why}");
+    lab.assert_booted(&why);
+}
+
+/// A service down for longer than the readiness budget: the starting
+/// process says "still trying" (exit 2) and the daemon configures vio0
+/// once the service is up.
+#[test]
+fn daemonized_start_out_of_time_exits_2_and_configures_later() {
+    let test = "daemonized_start_out_of_time_exits_2_and_configures_later";
+    let Some(lab) = Lab::up(test, "link-local", ROUTED, &["-D", "18"]) else {
+        return;
+    };
+    let started = Instant::now();
+    let (code, why) = daemonized_start(&lab);
+    assert_eq!(code, Some(2), "{why}");
+    assert!(why.contains("still trying"), "{why}");
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_secs(14)..Duration::from_secs(18)).contains(&waited),
+        "returned after {waited:?}\n{why}"
+    );
+    lab.assert_unconfigured(&why);
+    let configured = wait_until(Duration::from_secs(15), || {
+        lab.global_addrs() == [ROUTED_ADDR]
+    });
+    assert!(configured, "{}", lab.metad_log());
+    lab.assert_routed(LL_GATEWAY, ROUTED_ADDR, &lab.metad_log());
+    lab.assert_booted(&lab.metad_log());
+}
+
+/// The lab's scwd.conf, configuring `interface` instead of vio0; the
+/// metadata service stays reachable through vio0.
+fn configure_interface(lab: &Lab, interface: &str) {
+    let conf = fs::read_to_string(lab.conf()).expect("read scwd.conf");
+    let conf = conf.replace("interface vio0", &format!("interface {interface}"));
+    fs::write(lab.conf(), conf).expect("write scwd.conf");
+}
+
+/// `interface` (a veth whose peer stays in the namespace) created and up.
+fn create_link(lab: &Lab, interface: &str) {
+    let peer = format!("{interface}p");
+    lab.ip_ok(&[
+        "link", "add", interface, "type", "veth", "peer", "name", &peer,
+    ]);
+    lab.ip_ok(&["link", "set", &peer, "up"]);
+    lab.ip_ok(&["link", "set", interface, "up"]);
+}
+
+/// Whether `interface` holds `addr` and the one default route via the
+/// lab's gateway goes through it.
+fn link_configured(lab: &Lab, interface: &str, addr: &str) -> bool {
+    let addrs = lab
+        .ip(&[
+            "-6", "-o", "addr", "show", "dev", interface, "scope", "global",
+        ])
+        .unwrap_or_default();
+    let routes = lab.default_routes();
+    addrs.contains(addr)
+        && routes.len() == 1
+        && routes[0].contains(&format!("via {LL_GATEWAY} dev {interface}"))
+}
+
+/// Interface missing at start: the boot signal and the metadata request
+/// go out first, the interface is configured when it appears, and again
+/// when it is deleted and created anew; each absence is logged once.
+#[test]
+fn interface_created_late_then_recreated_is_configured_each_time() {
+    let test = "interface_created_late_then_recreated_is_configured_each_time";
+    let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
+        return;
+    };
+    configure_interface(&lab, "vio1");
+    let mut daemon = lab.daemon();
+    let asked = wait_until(Duration::from_secs(10), || {
+        let log = lab.metad_log();
+        log.contains(BOOTED) && log.contains("GET /conf?format=json -> 200")
+    });
+    assert!(asked, "{}\n{}", daemon.log(), lab.metad_log());
+    let logged = wait_until(Duration::from_secs(5), || {
+        daemon.log().contains("no such interface")
+    });
+    assert!(logged, "{}", daemon.log());
+    daemon.assert_running();
+    assert_eq!(lab.default_routes(), Vec::<String>::new());
+
+    for round in ["created", "recreated"] {
+        create_link(&lab, "vio1");
+        let ok = wait_until(Duration::from_secs(10), || {
+            link_configured(&lab, "vio1", ROUTED_ADDR)
+        });
+        daemon.assert_running();
+        assert!(
+            ok,
+            "vio1 {round}: {:?}\n{}",
+            lab.default_routes(),
+            daemon.log()
+        );
+        lab.ip_ok(&["link", "del", "vio1"]);
+        let logged = wait_until(Duration::from_secs(5), || {
+            daemon.log().matches("no such interface").count() >= 2
+        });
+        assert!(logged, "vio1 deleted after {round}\n{}", daemon.log());
+    }
+    daemon.assert_running();
+    assert_eq!(
+        daemon.log().matches("no such interface").count(),
+        3,
+        "one line per absence\n{}",
+        daemon.log()
+    );
+    assert_eq!(lab.metad_log().matches(BOOTED).count(), 1);
+}
+
+/// `-o` with the interface missing: it signals booted, waits, and
+/// configures the interface once it appears, then exits 0.
+#[test]
+fn once_waits_for_a_late_interface() {
+    let test = "once_waits_for_a_late_interface";
+    let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
+        return;
+    };
+    configure_interface(&lab, "vio1");
+    let (mut cmd, log) = lab.scwd(&["-o"], &[]);
+    let mut child = cmd.spawn().expect("spawn scwd -o");
+    let asked = wait_until(Duration::from_secs(10), || {
+        lab.metad_log().contains("GET /conf?format=json -> 200")
+    });
+    let stderr = || fs::read_to_string(&log).unwrap_or_default();
+    assert!(asked, "{}\n{}", stderr(), lab.metad_log());
+    lab.assert_booted(&stderr());
+    thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "-o gave up on a missing interface at once\n{}",
+        stderr()
+    );
+    create_link(&lab, "vio1");
+    let status = wait_child(&mut child, Duration::from_secs(20));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", stderr());
+    assert!(link_configured(&lab, "vio1", ROUTED_ADDR), "{}", stderr());
+}
+
+/// A router advertisement's route via the same gateway: scwd neither
+/// replaces nor rewrites it (its expiry and protocol stay).
+#[test]
+fn a_foreign_route_via_the_same_gateway_keeps_its_expiry() {
+    let test = "a_foreign_route_via_the_same_gateway_keeps_its_expiry";
+    let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
+        return;
+    };
+    lab.ip_ok(&[
+        "-6", "route", "add", "default", "via", LL_GATEWAY, "dev", "vio0", "proto", "ra",
+        "expires", "600",
+    ]);
+    let run = lab.once();
+    run.assert_exit(0);
+    assert_eq!(lab.global_addrs(), [ROUTED_ADDR], "{run}");
+    lab.assert_routed(LL_GATEWAY, ROUTED_ADDR, &run.to_string());
+    let route = &lab.default_routes()[0];
+    assert!(
+        route.contains("proto ra") && route.contains("expires"),
+        "the router's route was modified: {route}\n{run}"
+    );
+    run.assert_logged(&["not scwd's", LL_GATEWAY]);
+}
+
+/// An administrator's default route via another gateway: left exactly as
+/// it is, not joined as a multipath sibling, and said once.
+#[test]
+fn a_foreign_default_route_via_another_gateway_is_left_alone() {
+    let test = "a_foreign_default_route_via_another_gateway_is_left_alone";
+    let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
+        return;
+    };
+    let theirs = "fe80::99";
+    lab.ip_ok(&[
+        "-6", "route", "add", "default", "via", theirs, "dev", "vio0", "proto", "static",
+    ]);
+    let before = lab.default_routes();
+    let run = lab.once();
+    run.assert_exit(0);
+    assert_eq!(lab.global_addrs(), [ROUTED_ADDR], "{run}");
+    assert_eq!(lab.default_routes(), before, "{run}");
+    assert_eq!(run.lines_with("not scwd's").len(), 1, "{run}");
+    run.assert_logged(&["not scwd's", theirs, LL_GATEWAY]);
+}
