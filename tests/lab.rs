@@ -1417,3 +1417,24 @@ fn a_foreign_default_route_via_another_gateway_is_left_alone() {
     assert_eq!(run.lines_with("not scwd's").len(), 1, "{run}");
     run.assert_logged(&["not scwd's", theirs, LL_GATEWAY]);
 }
+
+/// A default route through another interface: scwd's would become its
+/// multipath sibling, so it adds none, and says so once.
+#[test]
+fn a_foreign_default_route_through_another_interface_is_not_joined() {
+    let test = "a_foreign_default_route_through_another_interface_is_not_joined";
+    let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
+        return;
+    };
+    create_link(&lab, "eth1");
+    let theirs = "fe80::98";
+    lab.ip_ok(&[
+        "-6", "route", "add", "default", "via", theirs, "dev", "eth1",
+    ]);
+    let before = lab.default_routes();
+    let run = lab.once();
+    run.assert_exit(0);
+    assert_eq!(lab.global_addrs(), [ROUTED_ADDR], "{run}");
+    assert_eq!(lab.default_routes(), before, "{run}");
+    run.assert_logged(&["not scwd's", theirs, "another interface"]);
+}

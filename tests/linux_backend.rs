@@ -480,23 +480,38 @@ fn default_routes_are_listed_with_their_owner() {
         vec![
             DefaultRoute {
                 gateway: ip6(GW),
-                ours: true
+                ours: true,
+                elsewhere: false,
             },
             DefaultRoute {
                 gateway: ip6(GW_LL),
-                ours: false
+                ours: false,
+                elsewhere: false,
             },
         ]
     );
-    // Another interface's default route is not listed.
+    // Another interface's default route is listed as such; one without
+    // a gateway is not listed (it cannot become a multipath sibling).
     lab.ip(&[
         "link", "add", "eth9", "type", "veth", "peer", "name", "eth9p",
     ]);
     lab.ip(&["link", "set", "eth9", "up"]);
     lab.ip(&[
-        "-6", "route", "add", "default", "dev", "eth9", "metric", "5",
+        "-6", "route", "add", "default", "via", "fe80::9", "dev", "eth9", "metric", "5",
     ]);
-    assert_eq!(nl.default_routes().expect("routes").len(), 2);
+    lab.ip(&[
+        "-6", "route", "add", "default", "dev", "eth9", "metric", "6",
+    ]);
+    let routes = nl.default_routes().expect("routes");
+    assert_eq!(routes.len(), 3, "{routes:?}");
+    assert!(
+        routes.contains(&DefaultRoute {
+            gateway: ip6("fe80::9"),
+            ours: false,
+            elsewhere: true,
+        }),
+        "{routes:?}"
+    );
 }
 
 #[test]

@@ -236,13 +236,11 @@ impl Backend for LinuxBackend {
     }
 
     fn default_routes(&mut self) -> Result<Vec<DefaultRoute>, NetError> {
-        let Some(ifindex) = self.ifindex else {
-            return Ok(Vec::new());
-        };
         let msg = RouteNetlinkMessage::GetRoute(create_route_dump_msg());
         let replies = self
             .transact(NLM_F_DUMP, msg)
             .map_err(|e| self.error("RTM_GETROUTE".into(), e))?;
+        let ifindex = self.ifindex;
         Ok(replies
             .iter()
             .filter_map(|r| match r {
@@ -359,10 +357,12 @@ fn link_changed(mut buf: &[u8], interface: &str, known: Option<u32>) -> bool {
     changed
 }
 
-/// The `::/0` routes of the main table that leave through `ifindex`, as
-/// a plain route or as one next hop of a multipath route. The kernel
-/// lists a multipath route with one protocol, that of its first hop.
-fn default_routes_of(m: &RouteMessage, ifindex: u32) -> Vec<DefaultRoute> {
+/// The `::/0` routes of the main table, each plain route or next hop of
+/// a multipath route, `elsewhere` unless it leaves through `ifindex`.
+/// The kernel lists a multipath route with one protocol, that of its
+/// first hop: a hop of scwd's joined to another's by whoever added the
+/// other reads as not scwd's, and is then left alone.
+fn default_routes_of(m: &RouteMessage, ifindex: Option<u32>) -> Vec<DefaultRoute> {
     let h = &m.header;
     let table = m
         .attributes
@@ -390,17 +390,20 @@ fn default_routes_of(m: &RouteMessage, ifindex: u32) -> Vec<DefaultRoute> {
         RouteAttribute::Oif(i) => Some(*i),
         _ => None,
     });
+    let route = |gateway, index| DefaultRoute {
+        gateway,
+        ours,
+        elsewhere: ifindex.is_none() || index != ifindex,
+    };
     let mut found = Vec::new();
-    if oif == Some(ifindex) {
-        if let Some(g) = gateway(&m.attributes) {
-            found.push(DefaultRoute { gateway: g, ours });
-        }
+    if let Some(g) = gateway(&m.attributes) {
+        found.push(route(g, oif));
     }
     for a in &m.attributes {
         if let RouteAttribute::MultiPath(hops) = a {
-            for hop in hops.iter().filter(|h| h.interface_index == ifindex) {
+            for hop in hops {
                 if let Some(g) = gateway(&hop.attributes) {
-                    found.push(DefaultRoute { gateway: g, ours });
+                    found.push(route(g, Some(hop.interface_index)));
                 }
             }
         }

@@ -62,7 +62,7 @@ impl std::error::Error for NetError {
     }
 }
 
-/// One `::/0` route on the backend's interface, as the kernel lists it.
+/// One `::/0` route of the main routing table, as the kernel lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DefaultRoute {
     /// Its next hop.
@@ -70,6 +70,10 @@ pub struct DefaultRoute {
     /// Whether scwd added it: label `scwd` (OpenBSD) or protocol 83
     /// (Linux). A route that is not ours is never modified or removed.
     pub ours: bool,
+    /// It leaves through another interface than the backend's. scwd
+    /// never removes such a route, but adds none beside it either: the
+    /// kernel would make the two one multipath route.
+    pub elsewhere: bool,
 }
 
 /// The kernel operations scwd needs, on one interface named when the
@@ -97,7 +101,8 @@ pub trait Backend {
     /// true when the interface appeared, vanished, was recreated or came
     /// up, so the caller resolves it and applies the last plan again.
     fn take_events(&mut self) -> bool;
-    /// The `::/0` routes on the interface (none while it is absent).
+    /// The `::/0` routes of the main routing table: those through the
+    /// interface, and those through any other (`elsewhere`).
     fn default_routes(&mut self) -> Result<Vec<DefaultRoute>, NetError>;
     /// Adds `net` to the interface with infinite lifetimes.
     fn add_address(&mut self, net: &Ipv6Net) -> Result<Added, NetError>;
@@ -141,9 +146,13 @@ enum RouteStep {
     /// No default route on the interface: add scwd's.
     Add(Ipv6Addr),
     /// A default route scwd did not add is there, via the plan's gateway
-    /// or (`same` false) another one: it is left exactly as it is and
-    /// scwd adds none beside it.
-    Foreign { gateway: Ipv6Addr, same: bool },
+    /// or (`same` false) another one, maybe through another interface:
+    /// it is left exactly as it is and scwd adds none beside it.
+    Foreign {
+        gateway: Ipv6Addr,
+        same: bool,
+        elsewhere: bool,
+    },
 }
 
 /// The default-route policy: look before adding; never modify a route
@@ -153,19 +162,32 @@ fn route_step(routes: &[DefaultRoute], want: Option<Ipv6Addr>) -> RouteStep {
     let Some(gw) = want else {
         return RouteStep::Nothing;
     };
-    if routes.iter().any(|r| r.ours && r.gateway == gw) {
+    let here = |r: &&DefaultRoute| !r.elsewhere;
+    if routes
+        .iter()
+        .filter(here)
+        .any(|r| r.ours && r.gateway == gw)
+    {
         return RouteStep::Ours;
     }
-    if routes.iter().any(|r| !r.ours && r.gateway == gw) {
+    if routes
+        .iter()
+        .filter(here)
+        .any(|r| !r.ours && r.gateway == gw)
+    {
         return RouteStep::Foreign {
             gateway: gw,
             same: true,
+            elsewhere: false,
         };
     }
-    match routes.iter().find(|r| !r.ours) {
+    // Through another interface, even scwd's (from a configuration that
+    // named another interface) is not this backend's to remove.
+    match routes.iter().find(|r| !r.ours || r.elsewhere) {
         Some(r) => RouteStep::Foreign {
             gateway: r.gateway,
             same: false,
+            elsewhere: r.elsewhere,
         },
         None => RouteStep::Add(gw),
     }
@@ -209,7 +231,7 @@ impl<B: Backend> Applier<B> {
         if backend.ifindex().is_some() {
             match backend.default_routes() {
                 Ok(routes) => {
-                    for r in routes.iter().filter(|r| r.ours) {
+                    for r in routes.iter().filter(|r| r.ours && !r.elsewhere) {
                         log::info!(
                             "{}: default route via {} is scwd's, from an earlier run",
                             backend.interface(),
@@ -300,7 +322,7 @@ impl<B: Backend> Applier<B> {
 
         // The new configuration is in place; now retire the old one.
         for r in &routes {
-            if r.ours && plan.default_gateway != Some(r.gateway) {
+            if r.ours && !r.elsewhere && plan.default_gateway != Some(r.gateway) {
                 match self.backend.delete_default_route(r.gateway) {
                     Ok(()) => changes.route_removed.push(r.gateway),
                     Err(e) => log::warn!("{e}"),
@@ -349,27 +371,28 @@ impl<B: Backend> Applier<B> {
         }
         self.noted = Some(step);
         let iface = self.backend.interface();
-        match (step, want) {
-            (
-                RouteStep::Foreign {
-                    gateway,
-                    same: true,
-                },
-                _,
-            ) => log::info!(
+        let RouteStep::Foreign {
+            gateway,
+            same,
+            elsewhere,
+        } = step
+        else {
+            return;
+        };
+        if same {
+            log::info!(
                 "{iface}: default route via {gateway} exists and is not scwd's; left as it is"
-            ),
-            (
-                RouteStep::Foreign {
-                    gateway,
-                    same: false,
-                },
-                Some(gw),
-            ) => log::warn!(
-                "{iface}: default route via {gateway} is not scwd's; left as it is, \
+            );
+        } else if let Some(gw) = want {
+            let through = if elsewhere {
+                " through another interface"
+            } else {
+                ""
+            };
+            log::warn!(
+                "{iface}: default route via {gateway}{through} is not scwd's; left as it is, \
                  no default route via {gw} added"
-            ),
-            _ => {}
+            );
         }
     }
 
@@ -469,6 +492,7 @@ mod tests {
             self.routes.push(DefaultRoute {
                 gateway: gw,
                 ours: true,
+                elsewhere: false,
             });
             Ok(Added::New)
         }
@@ -495,6 +519,7 @@ mod tests {
         DefaultRoute {
             gateway: ip(gw),
             ours,
+            elsewhere: false,
         }
     }
 
@@ -672,6 +697,27 @@ mod tests {
             .apply(&plan(&["2001:db8::1/64"], Some("fe80::2")))
             .unwrap();
         assert_eq!(c.route_added, Some(ip("fe80::2")));
+    }
+
+    #[test]
+    fn a_default_route_through_another_interface_is_not_joined() {
+        let mut t = Table::default();
+        t.routes.push(DefaultRoute {
+            elsewhere: true,
+            ..route("fe80::ff", false)
+        });
+        t.routes.push(DefaultRoute {
+            elsewhere: true,
+            ..route("fe80::1", true)
+        });
+        let mut a = Applier::new(t);
+        let c = a
+            .apply(&plan(&["2001:db8::1/64"], Some("fe80::1")))
+            .unwrap();
+        assert_eq!(c.route_added, None);
+        assert!(c.route_removed.is_empty());
+        assert_eq!(a.backend().routes.len(), 2);
+        assert!(!a.backend().calls.iter().any(|c| c.starts_with("route ")));
     }
 
     #[test]

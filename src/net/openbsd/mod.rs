@@ -490,10 +490,18 @@ impl<K: Kernel> Backend for OpenBsdBackend<K> {
             return Ok(Vec::new());
         };
         let table = self.dump()?;
+        // Every interface's: one through another interface is `elsewhere`.
         Ok(table
             .iter()
-            .filter_map(|m| default_route_of(m, index))
-            .map(|(gateway, _, ours)| DefaultRoute { gateway, ours })
+            .filter_map(|m| {
+                let (gateway, _, ours) = default_route_of(m, m.index)?;
+                let elsewhere = m.index != index;
+                Some(DefaultRoute {
+                    gateway,
+                    ours,
+                    elsewhere,
+                })
+            })
             .collect())
     }
 
