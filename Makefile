@@ -22,8 +22,9 @@ demo:
 	${CARGO} build --release --locked --workspace
 	tests/lab/demo.sh
 
-# scwd -o against the rc.local recipe it replaces, in the namespace lab:
-# prints the medians and the targets (tests/lab/bench.sh). Needs root.
+# scwd -o against the rc.local recipe it replaces and against a minimal
+# Rust client (scwd's own cost), in the namespace lab: prints the medians,
+# the ranges and the targets (tests/lab/bench.sh). Needs root.
 bench:
 	${CARGO} build --release --locked --workspace
 	tests/lab/bench.sh
