@@ -11,6 +11,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
+use serde_json::error::Category;
 
 /// Largest metadata document accepted; real ones are a few KiB.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -57,8 +58,24 @@ pub enum MetadataError {
     /// Not UTF-8, which JSON must be (RFC 8259 §8.1); the offset of the
     /// first bad byte.
     NotUtf8(usize),
-    /// Not JSON, not an object, or a known key given twice.
+    /// Not one complete JSON text (empty, cut off, an HTML page), or a
+    /// complete one of the wrong shape: not an object, a known key given
+    /// twice or of the wrong type (the message names the key).
     Json(serde_json::Error),
+}
+
+impl MetadataError {
+    /// Whether the answer could not be parsed at all, as a cut-off body,
+    /// an empty one or an error page from something in the way: asking
+    /// again may get the document. A complete JSON document that is
+    /// refused was written that way and stays final.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            MetadataError::NotUtf8(_) => true,
+            MetadataError::Json(e) => e.classify() != Category::Data,
+            MetadataError::TooLarge(_) => false,
+        }
+    }
 }
 
 impl fmt::Display for MetadataError {
@@ -72,6 +89,9 @@ impl fmt::Display for MetadataError {
             }
             MetadataError::NotUtf8(at) => {
                 write!(f, "metadata: invalid UTF-8 at byte {at}")
+            }
+            MetadataError::Json(e) if e.classify() == Category::Data => {
+                write!(f, "metadata: {e}")
             }
             MetadataError::Json(e) => write!(f, "metadata: invalid JSON: {e}"),
         }
@@ -92,7 +112,9 @@ pub fn parse(body: &[u8]) -> Result<Metadata, MetadataError> {
 }
 
 /// A known key seen twice is refused: which of the two values the
-/// service meant cannot be known.
+/// service meant cannot be known. A value of the wrong type is refused
+/// naming its key: "invalid type: map, expected a sequence" alone does
+/// not say which of the document's lists is wrong.
 fn set_once<'de, T, A>(
     slot: &mut Option<T>,
     name: &'static str,
@@ -105,8 +127,34 @@ where
     if slot.is_some() {
         return Err(de::Error::duplicate_field(name));
     }
-    *slot = Some(map.next_value()?);
+    let value = map.next_value().map_err(|e: A::Error| {
+        let msg = e.to_string();
+        // Only a type error in this value is named after the key; a
+        // syntax error stays what it is, so that it stays transient.
+        if msg.starts_with("invalid type") || msg.starts_with("invalid value") {
+            de::Error::custom(format_args!("{name}: {}", without_position(&msg)))
+        } else {
+            e
+        }
+    })?;
+    *slot = Some(value);
     Ok(())
+}
+
+/// `msg` without serde_json's " at line L column C" suffix, which the
+/// error made from it gets again.
+fn without_position(msg: &str) -> &str {
+    let Some(at) = msg.rfind(" at line ") else {
+        return msg;
+    };
+    let tail = &msg[at + " at line ".len()..];
+    let well_formed = tail.split_once(" column ").is_some_and(|(l, c)| {
+        !l.is_empty()
+            && !c.is_empty()
+            && l.bytes().all(|b| b.is_ascii_digit())
+            && c.bytes().all(|b| b.is_ascii_digit())
+    });
+    if well_formed { &msg[..at] } else { msg }
 }
 
 impl<'de> Deserialize<'de> for Metadata {
@@ -304,5 +352,87 @@ mod tests {
         let mut body = b"{\"x\": \"".to_vec();
         body.resize(MAX_BODY + 1, b'a');
         assert!(matches!(parse(&body), Err(MetadataError::TooLarge(n)) if n == MAX_BODY + 1));
+    }
+
+    #[test]
+    fn answers_that_are_no_document_are_transient() {
+        let doc = br#"{"public_ips_v6": [{"address": "2001:db8::1", "netmask": "64"}]}"#;
+        let mut cases: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"   \r\n".to_vec(),
+            b"<html><body><h1>502 Bad Gateway</h1></body></html>".to_vec(),
+            b"Service Unavailable".to_vec(),
+            b"\xff\xfe{\x00}\x00".to_vec(),
+            b"{\"ipv6\": nul".to_vec(),
+            [doc.as_slice(), b" trailing"].concat(),
+        ];
+        // Every cut of a real document, as a connection that drops would
+        // leave it.
+        cases.extend((0..doc.len()).map(|n| doc[..n].to_vec()));
+        for body in cases {
+            let err = parse(&body).expect_err(&String::from_utf8_lossy(&body));
+            assert!(
+                err.is_transient(),
+                "{:?}: {err} is final",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+
+    #[test]
+    fn complete_documents_that_are_refused_stay_final_and_name_the_key() {
+        let cases: &[(&[u8], &str)] = &[
+            (
+                b"[]",
+                "metadata: invalid type: sequence, expected a JSON object",
+            ),
+            (b"null", "metadata: invalid type: null"),
+            (
+                b"{\"ipv6\": 1, \"ipv6\": 2}",
+                "metadata: duplicate field `ipv6`",
+            ),
+            (
+                b"{\"public_ips_v6\": {}}",
+                "metadata: public_ips_v6: invalid type: map",
+            ),
+            (
+                b"{\"public_ips\": \"x\"}",
+                "metadata: public_ips: invalid type: string",
+            ),
+            (
+                b"{\"public_ips\": true}",
+                "metadata: public_ips: invalid type: boolean",
+            ),
+            (
+                b"{\"id\": 1,\n \"public_ips_v6\": 7}",
+                "metadata: public_ips_v6: invalid type: integer `7`",
+            ),
+        ];
+        for (body, want) in cases {
+            let err = parse(body).unwrap_err();
+            let line = err.to_string();
+            assert!(!err.is_transient(), "{line} is transient");
+            assert!(
+                line.starts_with(want),
+                "{line:?} does not start with {want:?}"
+            );
+            assert!(!line.contains("invalid JSON"), "{line}");
+            // One position, where the value ends.
+            assert_eq!(line.matches(" at line ").count(), 1, "{line}");
+        }
+    }
+
+    #[test]
+    fn without_position_strips_only_serde_json_s_suffix() {
+        assert_eq!(without_position("bad at line 1 column 20"), "bad");
+        assert_eq!(
+            without_position("bad at line x column 2"),
+            "bad at line x column 2"
+        );
+        assert_eq!(
+            without_position("bad at line 1 column "),
+            "bad at line 1 column "
+        );
+        assert_eq!(without_position("plain"), "plain");
     }
 }

@@ -14,12 +14,22 @@ pub const MAX_ADDRESSES: usize = 16;
 /// Most notes kept from one document; the rest are counted.
 pub const MAX_NOTES: usize = 8;
 
+/// Shortest prefix an instance address may have. Scaleway hands out /64
+/// (routed IPv6) and /127 (the legacy object); a /64 is also the shortest
+/// prefix IPv6 puts on one link (RFC 4291 §2.5.1, RFC 7421). A shorter
+/// one would declare other subnets, up to half the Internet for a /1,
+/// on-link on vio0: no address the service means can need it.
+pub const MIN_PREFIX: u8 = 64;
+
+/// The prefix lengths an instance address may have.
+pub const PREFIX_LENGTHS: std::ops::RangeInclusive<u8> = MIN_PREFIX..=128;
+
 /// An IPv6 address with its prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Ipv6Net {
     /// The interface address.
     pub addr: Ipv6Addr,
-    /// Prefix length, 1..=128.
+    /// Prefix length, within [`PREFIX_LENGTHS`].
     pub prefixlen: u8,
 }
 
@@ -73,7 +83,8 @@ pub enum PlanError {
         /// What it is instead, e.g. `link-local`.
         kind: &'static str,
     },
-    /// `netmask` is not a prefix length 1..=128.
+    /// `netmask` is not a prefix length within [`PREFIX_LENGTHS`], in
+    /// canonical decimal.
     BadPrefix {
         /// Which entry.
         source: String,
@@ -87,12 +98,15 @@ pub enum PlanError {
         /// The value, escaped.
         value: String,
     },
-    /// `gateway` is unspecified or multicast.
+    /// `gateway` is unspecified, multicast, loopback or IPv4-mapped:
+    /// nothing a neighbour on vio0 can be.
     GatewayNotUnicast {
         /// Which entry.
         source: String,
         /// The gateway.
         gateway: Ipv6Addr,
+        /// What it is instead, e.g. `multicast`.
+        kind: &'static str,
     },
     /// `gateway` is the address itself.
     GatewayIsAddress {
@@ -131,13 +145,25 @@ impl fmt::Display for PlanError {
                 )
             }
             PlanError::BadPrefix { source, value } => {
-                write!(f, "{source}: netmask {value}: not a prefix length 1 to 128")
+                write!(
+                    f,
+                    "{source}: netmask {value}: not a prefix length {} to {}",
+                    PREFIX_LENGTHS.start(),
+                    PREFIX_LENGTHS.end()
+                )
             }
             PlanError::BadGateway { source, value } => {
                 write!(f, "{source}: gateway {value}: not an IPv6 address")
             }
-            PlanError::GatewayNotUnicast { source, gateway } => {
-                write!(f, "{source}: gateway {gateway}: not a unicast address")
+            PlanError::GatewayNotUnicast {
+                source,
+                gateway,
+                kind,
+            } => {
+                write!(
+                    f,
+                    "{source}: gateway {gateway}: {kind}, not a unicast address"
+                )
             }
             PlanError::GatewayIsAddress { source, gateway } => {
                 write!(f, "{source}: gateway {gateway}: is the address itself")
@@ -165,14 +191,53 @@ impl fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
-/// A plan and the remarks made while building it (a different gateway on
-/// a later entry, an address listed twice), for the caller to log.
+/// A plan and the remarks made while building it (a skipped entry, a
+/// different gateway on a later entry, an address listed twice), for
+/// the caller to log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Built {
     /// The validated plan.
     pub plan: Plan,
     /// One line each, lower case, no trailing period.
     pub notes: Vec<String>,
+    /// How many entries were skipped as not IPv6 (IPv4 entries of
+    /// `public_ips` excepted), so that "no IPv6 in metadata" is only
+    /// said when it is true.
+    pub skipped: usize,
+}
+
+/// Notes, at most [`MAX_NOTES`] of them formatted: a hostile document
+/// may earn tens of thousands.
+#[derive(Default)]
+struct Notes {
+    lines: Vec<String>,
+    more: usize,
+}
+
+impl Notes {
+    fn push(&mut self, line: impl FnOnce() -> String) {
+        if self.lines.len() < MAX_NOTES {
+            self.lines.push(line());
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        if self.more > 0 {
+            self.lines
+                .push(format!("and {} more such entries", self.more));
+        }
+        self.lines
+    }
+}
+
+/// Why an entry whose family is not `inet6` is skipped, for its note.
+fn skipped_family(source: &str, family: Option<&Value>) -> String {
+    match family.filter(|v| !v.is_null()) {
+        None => format!("{source}: no family, entry skipped"),
+        Some(v) => format!("{source}: family {}: not inet6, entry skipped", quote(v)),
+    }
 }
 
 /// Turns metadata into a plan for `interface`. Pure: no I/O, no logging.
@@ -180,25 +245,43 @@ pub struct Built {
 /// Sources, in this order: `public_ips` entries of family `inet6`, then
 /// `public_ips_v6`, then the legacy `ipv6` object. One bad IPv6 entry
 /// refuses the whole plan, so the machine is never half-configured.
+/// An entry that is not used is noted as skipped, except the IPv4
+/// entries (`"family": "inet"`) of `public_ips`, which are not scwd's.
 pub fn from_metadata(meta: &Metadata, interface: &str) -> Result<Built, PlanError> {
     if !valid_interface(interface) {
         return Err(PlanError::BadInterface(interface.to_string()));
     }
+    let mut notes = Notes::default();
+    let mut skipped = 0;
     let mut entries: Vec<(String, &IpFields)> = Vec::new();
     for (i, e) in meta.public_ips.iter().flatten().enumerate() {
-        // Entries of other families are not ours to judge.
-        if let IpEntry::Object(f) = e {
-            if f.family.as_ref().and_then(Value::as_str) == Some("inet6") {
-                entries.push((format!("public_ips[{i}]"), f));
+        let source = || format!("public_ips[{i}]");
+        match e {
+            IpEntry::Object(f) => match f.family.as_ref().and_then(Value::as_str) {
+                Some("inet6") => entries.push((source(), f)),
+                // Entries of other families are not ours to judge.
+                Some("inet") => {}
+                _ => {
+                    skipped += 1;
+                    notes.push(|| skipped_family(&source(), f.family.as_ref()));
+                }
+            },
+            IpEntry::NotObject => {
+                skipped += 1;
+                notes.push(|| format!("{}: not an object, entry skipped", source()));
             }
         }
     }
     for (i, e) in meta.public_ips_v6.iter().flatten().enumerate() {
         let source = format!("public_ips_v6[{i}]");
         match e {
-            IpEntry::Object(f) => match f.family.as_ref().and_then(Value::as_str) {
-                None | Some("inet6") => entries.push((source, f)),
-                Some(_) => {}
+            IpEntry::Object(f) => match f.family.as_ref().filter(|v| !v.is_null()) {
+                None => entries.push((source, f)),
+                Some(v) if v.as_str() == Some("inet6") => entries.push((source, f)),
+                Some(v) => {
+                    skipped += 1;
+                    notes.push(|| skipped_family(&source, Some(v)));
+                }
             },
             IpEntry::NotObject => return Err(PlanError::NotAnObject { source }),
         }
@@ -218,7 +301,6 @@ pub fn from_metadata(meta: &Metadata, interface: &str) -> Result<Built, PlanErro
         addresses: Vec::new(),
         default_gateway: None,
     };
-    let mut notes = Vec::new();
     let mut gateway_source = "";
     // Address to the prefix length it was first listed with: a hostile
     // document may list tens of thousands.
@@ -226,10 +308,12 @@ pub fn from_metadata(meta: &Metadata, interface: &str) -> Result<Built, PlanErro
     for (source, fields) in &entries {
         let (net, gateway) = read_entry(source, fields)?;
         match seen.get(&net.addr) {
-            Some(&first) if first != net.prefixlen => notes.push(format!(
-                "{source}: {} listed again as /{}, keeping /{first}",
-                net.addr, net.prefixlen
-            )),
+            Some(&first) if first != net.prefixlen => notes.push(|| {
+                format!(
+                    "{source}: {} listed again as /{}, keeping /{first}",
+                    net.addr, net.prefixlen
+                )
+            }),
             Some(_) => {}
             None => {
                 seen.insert(net.addr, net.prefixlen);
@@ -241,20 +325,14 @@ pub fn from_metadata(meta: &Metadata, interface: &str) -> Result<Built, PlanErro
                 plan.default_gateway = Some(gw);
                 gateway_source = source;
             }
-            (Some(first), Some(gw)) if first != gw => notes.push(format!(
-                "{source}: gateway {gw} ignored, default route via {first}"
-            )),
+            (Some(first), Some(gw)) if first != gw => {
+                notes.push(|| format!("{source}: gateway {gw} ignored, default route via {first}"))
+            }
             _ => {}
         }
     }
     if plan.addresses.len() > MAX_ADDRESSES {
         return Err(PlanError::TooManyAddresses(plan.addresses.len()));
-    }
-    // Every note is logged on every fetch: a few say it all.
-    if notes.len() > MAX_NOTES {
-        let more = notes.len() - MAX_NOTES;
-        notes.truncate(MAX_NOTES);
-        notes.push(format!("and {more} more such entries"));
     }
     // Each entry's gateway was checked against its own address; the
     // default route must also hold against the plan as a whole, as the
@@ -264,7 +342,12 @@ pub fn from_metadata(meta: &Metadata, interface: &str) -> Result<Built, PlanErro
     if let Some(gw) = plan.default_gateway {
         check_gateway(gw, &plan.addresses).map_err(|e| e.at(gateway_source))?;
     }
-    Ok(Built { plan, notes })
+    // Every note is logged on every fetch: a few say it all.
+    Ok(Built {
+        plan,
+        notes: notes.finish(),
+        skipped,
+    })
 }
 
 /// Reads and checks one IPv6 entry: address and netmask required,
@@ -321,16 +404,22 @@ fn read_entry(source: &str, f: &IpFields) -> Result<(Ipv6Net, Option<Ipv6Addr>),
     Ok((net, gateway))
 }
 
-/// A prefix length from a decimal string (`"64"`) or a JSON integer.
+/// A prefix length from a JSON integer or a string in canonical decimal,
+/// the form the service writes (`"64"`): digits only, no sign, blank or
+/// leading zero, so `"064"`, `"+64"` and `" 64"` are all refused alike.
 fn prefix_length(v: &Value) -> Option<u8> {
     let n = match v {
-        Value::String(s) if (1..=3).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) => {
+        Value::String(s)
+            if (1..=3).contains(&s.len())
+                && s.bytes().all(|b| b.is_ascii_digit())
+                && !s.starts_with('0') =>
+        {
             s.parse::<u8>().ok()?
         }
         Value::Number(n) => u8::try_from(n.as_u64()?).ok()?,
         _ => return None,
     };
-    (1..=128).contains(&n).then_some(n)
+    PREFIX_LENGTHS.contains(&n).then_some(n)
 }
 
 /// What `addr` is when it is not a global unicast address.
@@ -363,14 +452,32 @@ fn contains(net: &Ipv6Net, addr: Ipv6Addr) -> bool {
     u128::from(net.addr) & mask == u128::from(addr) & mask
 }
 
+/// What `gw` is when no neighbour can have it as its address. An
+/// IPv4-mapped address names an IPv4 host (RFC 4291 §2.5.5.2) and is
+/// refused whatever the prefix, even one that would put it on-link.
+fn not_a_gateway(gw: Ipv6Addr) -> Option<&'static str> {
+    if gw.is_unspecified() {
+        Some("unspecified")
+    } else if gw.is_multicast() {
+        Some("multicast")
+    } else if gw.is_loopback() {
+        Some("loopback")
+    } else if gw.to_ipv4_mapped().is_some() {
+        Some("IPv4-mapped")
+    } else {
+        None
+    }
+}
+
 /// The gateway rule, without the entry name: unicast, not one of our
 /// addresses, and link-local or on-link for one of them.
 fn check_gateway(gw: Ipv6Addr, nets: &[Ipv6Net]) -> Result<(), PlanError> {
     let source = String::new();
-    if gw.is_unspecified() || gw.is_multicast() {
+    if let Some(kind) = not_a_gateway(gw) {
         return Err(PlanError::GatewayNotUnicast {
             source,
             gateway: gw,
+            kind,
         });
     }
     if nets.iter().any(|n| n.addr == gw) {
@@ -405,16 +512,23 @@ impl PlanError {
 /// Escapes a value from the service for an error line: JSON form, at most
 /// 64 characters, so it stays one printable line.
 fn quote(v: &Value) -> String {
-    let s = v.to_string();
+    escape(&v.to_string(), 64)
+}
+
+/// Escapes untrusted text for a log line, as metadata values are: every
+/// character but the space and printable ASCII (NUL, ESC, newlines,
+/// bidirectional overrides, any non-ASCII) as a Rust escape, at most `max`
+/// characters then `...`. Also used for configuration values.
+pub fn escape(s: &str, max: usize) -> String {
     let mut out = String::new();
-    for c in s.chars().take(64) {
+    for c in s.chars().take(max) {
         if c == ' ' || c.is_ascii_graphic() {
             out.push(c);
         } else {
             out.extend(c.escape_default());
         }
     }
-    if s.chars().count() > 64 {
+    if s.chars().nth(max).is_some() {
         out.push_str("...");
     }
     out
@@ -450,7 +564,7 @@ impl Plan {
                     kind,
                 });
             }
-            if !(1..=128).contains(&net.prefixlen) {
+            if !PREFIX_LENGTHS.contains(&net.prefixlen) {
                 return Err(PlanError::BadPrefix {
                     source: source(),
                     value: net.prefixlen.to_string(),

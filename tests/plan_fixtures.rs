@@ -335,3 +335,102 @@ fn validate_accepts_what_from_metadata_builds_and_refuses_the_rest() {
         assert!(p.validate().is_err(), "{p:?}");
     }
 }
+
+/// One entry with `netmask` given as the JSON text `netmask`.
+fn with_netmask(netmask: &str) -> Result<Plan, String> {
+    plan_of(
+        format!(r#"{{"public_ips_v6": [{{"address": "2001:db8::1", "netmask": {netmask}}}]}}"#)
+            .as_bytes(),
+    )
+}
+
+#[test]
+fn prefix_lengths_64_to_128_in_canonical_decimal_only() {
+    for n in 0..=300u32 {
+        let want = (64..=128).contains(&n);
+        for text in [format!("\"{n}\""), n.to_string()] {
+            let got = with_netmask(&text);
+            assert_eq!(got.is_ok(), want, "netmask {text}: {got:?}");
+            if want {
+                assert_eq!(got.unwrap().addresses, [net("2001:db8::1", n as u8)]);
+            }
+        }
+        // One rule for every other spelling of the same number.
+        for text in [
+            format!("\"0{n}\""),
+            format!("\"+{n}\""),
+            format!("\" {n}\""),
+            format!("\"{n} \""),
+            format!("\"{n}\\n\""),
+            format!("{n}.0"),
+        ] {
+            assert!(with_netmask(&text).is_err(), "netmask {text} accepted");
+        }
+    }
+    // The parent holds a plan to the same bounds.
+    for n in 0..=255u8 {
+        let p = configure(vec![net("2001:db8::1", n)], None);
+        assert_eq!(p.validate().is_ok(), (64..=128).contains(&n), "/{n}");
+    }
+}
+
+#[test]
+fn ipv4_mapped_and_loopback_gateways_are_refused_whatever_the_prefix() {
+    // ::1:2/64 holds ::ffff:0:0/96 and ::1: both would be on-link.
+    for addr in ["::1:2", "2001:db8::1"] {
+        for len in [64, 96, 127, 128] {
+            for gateway in ["::ffff:192.0.2.1", "::ffff:0:0", "::1"] {
+                let body = format!(
+                    r#"{{"public_ips_v6": [{{"address": "{addr}", "netmask": "{len}", "gateway": "{gateway}"}}]}}"#
+                );
+                let got = plan_of(body.as_bytes());
+                assert!(
+                    got.as_ref()
+                        .is_err_and(|e| e.contains("not a unicast address")),
+                    "{addr}/{len} via {gateway}: {got:?}"
+                );
+                let p = configure(vec![net(addr, len)], gw(gateway));
+                assert!(p.validate().is_err(), "{p:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_skipped_entry_is_noted_and_counted() {
+    let families = [
+        r#""INET6""#,
+        r#""ipv6""#,
+        r#""inet6 ""#,
+        "6",
+        "null",
+        r#"["inet6"]"#,
+    ];
+    for family in families {
+        for list in ["public_ips", "public_ips_v6"] {
+            let body = format!(
+                r#"{{"{list}": [{{"family": {family}, "address": "2001:db8::1", "netmask": "64"}}]}}"#
+            );
+            let meta = metadata::parse(body.as_bytes()).unwrap();
+            let built = plan::from_metadata(&meta, "vio0").unwrap();
+            // public_ips_v6 entries without a family (or a null one) are IPv6.
+            if list == "public_ips_v6" && family == "null" {
+                assert_eq!(built.skipped, 0, "{body}");
+                continue;
+            }
+            assert_eq!(built.plan, nothing(), "{body}");
+            assert_eq!(built.skipped, 1, "{body}");
+            assert_eq!(built.notes.len(), 1, "{body}: {:?}", built.notes);
+            assert!(
+                built.notes[0].starts_with(&format!("{list}[0]: "))
+                    && built.notes[0].ends_with("entry skipped"),
+                "{body}: {:?}",
+                built.notes
+            );
+        }
+    }
+    // IPv4 entries are not scwd's: neither noted nor counted.
+    let body = br#"{"public_ips": [{"family": "inet", "address": "192.0.2.1", "netmask": "32"}]}"#;
+    let built = plan::from_metadata(&metadata::parse(body).unwrap(), "vio0").unwrap();
+    assert_eq!((built.skipped, built.notes.len()), (0, 0));
+}
