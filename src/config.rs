@@ -126,7 +126,7 @@ pub fn parse(text: &str) -> Result<Config, (usize, String)> {
             .iter()
             .copied()
             .find(|k| *k == keyword.as_str())
-            .ok_or_else(|| (n, format!("unknown keyword \"{keyword}\"")))?;
+            .ok_or_else(|| (n, format!("unknown keyword \"{}\"", quote(keyword))))?;
         let [value] = args else {
             return Err((n, format!("{key}: expected one value, got {}", args.len())));
         };
@@ -136,7 +136,7 @@ pub fn parse(text: &str) -> Result<Config, (usize, String)> {
             }
             seen.push(key);
         }
-        let bad = |why: &str| (n, format!("{key}: {why}: \"{value}\""));
+        let bad = |why: &str| (n, format!("{key}: {why}: \"{}\"", quote(value)));
         match key {
             "interface" => {
                 if !plan::valid_interface(value) {
@@ -145,13 +145,17 @@ pub fn parse(text: &str) -> Result<Config, (usize, String)> {
                 conf.interface = value.clone();
             }
             "metadata-url" => {
-                // The fetcher's own check, so -n refuses what it would.
-                if fetch::check_base(value).is_err() {
-                    return Err(bad(
-                        "expected http://address[:port] or https://address[:port]",
-                    ));
+                // The fetcher's own check, so -n refuses what it would;
+                // and no control character, which URL parsing would drop
+                // silently (a trailing NUL or ESC).
+                match fetch::check_base(value) {
+                    Ok(base) if !value.chars().any(char::is_control) => urls.push(base),
+                    _ => {
+                        return Err(bad(
+                            "expected http://address[:port] or https://address[:port]",
+                        ));
+                    }
                 }
-                urls.push(value.trim_end_matches('/').to_string());
             }
             "boot-signal" => {
                 conf.boot_signal = yes_no(value).ok_or_else(|| bad("expected yes or no"))?
@@ -228,6 +232,13 @@ fn split_line(line: &str) -> Result<Vec<String>, String> {
             }
         }
     }
+}
+
+/// A word from the file as an error line shows it: control bytes (NUL,
+/// ESC, CR) and other unprintable characters escaped as metadata values
+/// are, so a stray byte cannot rewrite the administrator's terminal.
+pub fn quote(word: &str) -> String {
+    plan::escape(word, 256)
 }
 
 fn yes_no(value: &str) -> Option<bool> {
@@ -400,5 +411,39 @@ mod tests {
         assert_eq!(load(&missing, true).unwrap(), Config::default());
         assert!(matches!(load(&missing, false), Err(ConfigError::Read(..))));
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn control_bytes_in_bad_lines_are_escaped() {
+        // Every byte a terminal or a log reader could act on, in each
+        // place a line echoes text from the file.
+        let bytes: Vec<char> = (0u8..0x20)
+            .chain([0x7f])
+            .map(char::from)
+            .filter(|c| !c.is_ascii_whitespace())
+            .chain(['\u{202e}', '\u{85}', '\u{2028}'])
+            .collect();
+        for c in bytes {
+            for text in [
+                format!("interf{c}ace vio0\n"),
+                format!("interface vio{c}0\n"),
+                format!("refresh 30{c}\n"),
+                format!("boot-signal \"y{c}es\"\n"),
+                format!("metadata-url http://169.254.42.42/{c}\n"),
+            ] {
+                let (_, msg) = parse(&text).expect_err(&text);
+                assert!(
+                    msg.chars().all(|m| m == ' ' || m.is_ascii_graphic()),
+                    "{text:?}: {msg:?}"
+                );
+                assert!(msg.contains(&c.escape_default().to_string()), "{msg:?}");
+            }
+        }
+        assert_eq!(
+            parse("user _s\u{1b}[2Jcwd\ninterface \u{0}\n")
+                .unwrap_err()
+                .1,
+            "interface: invalid interface name: \"\\u{0}\""
+        );
     }
 }

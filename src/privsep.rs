@@ -283,7 +283,7 @@ pub fn lookup_user(user: &str, chroot: &str) -> io::Result<Identity> {
     if pw.is_null() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
-            format!("unknown user {user}"),
+            format!("unknown user {}", crate::config::quote(user)),
         ));
     }
     // SAFETY: pw is non-null and points to a valid passwd struct.
@@ -291,7 +291,7 @@ pub fn lookup_user(user: &str, chroot: &str) -> io::Result<Identity> {
     if uid == 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("user {user} is root"),
+            format!("user {} is root", crate::config::quote(user)),
         ));
     }
     Ok(Identity {
