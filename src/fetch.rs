@@ -47,9 +47,11 @@ pub const CONF_PATH: &str = "/conf?format=json";
 
 const USER_AGENT: &str = concat!("scwd/", env!("CARGO_PKG_VERSION"));
 
-/// Statuses that mean "ask again later": rate limiting and server trouble.
+/// Statuses that mean "ask again later": rate limiting and server trouble,
+/// and, for `GET /conf`, a success other than 200 (204 No Content, 206):
+/// an answer without the document, retried as an empty 200 is.
 /// Every other non-success status is final: asking again gets the same.
-pub const RETRYABLE_STATUS: [RangeInclusive<u16>; 2] = [429..=429, 500..=599];
+pub const RETRYABLE_STATUS: [RangeInclusive<u16>; 3] = [201..=299, 429..=429, 500..=599];
 
 /// Why one attempt failed. Each variant names the URL it was about, so
 /// the message alone tells the administrator what to look at.

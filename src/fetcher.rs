@@ -5,12 +5,14 @@
 //! failure becomes a message, and only the parent closing the socketpair
 //! ends it.
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::fetch::{Backoff, Client, FetchError};
+use crate::metadata::{self, MetadataError};
 use crate::privsep::{self, Channel, Identity, Message, RecvError};
-use crate::{metadata, plan, proctitle, sandbox};
+use crate::{plan, proctitle, sandbox};
 
 /// How long `-o` keeps retrying before it reports failure (DESIGN §6).
 pub const ONCE_DEADLINE: Duration = Duration::from_secs(60);
@@ -50,7 +52,7 @@ pub fn run(conf: &Config, id: &Identity, mut chan: Channel, once: bool, start: I
         Job::Settled
     };
     let mut boot_err: Option<FetchError> = None;
-    let mut fetch_err: Option<FetchError> = None;
+    let mut fetch_err: Option<ConfError> = None;
     let mut backoff = Backoff::new(start);
     let mut next_refresh: Option<Instant> = None;
 
@@ -62,26 +64,27 @@ pub fn run(conf: &Config, id: &Identity, mut chan: Channel, once: bool, start: I
                     boot = Job::Settled;
                     send(&mut chan, &Message::Booted);
                 }
+                // A final refusal will not change in -o's minute: reported
+                // once, never as "retrying".
+                Err(e) if once && !e.is_retryable() => {
+                    boot = Job::Settled;
+                    send(&mut chan, &Message::BootFailed(e.to_string()));
+                }
                 Err(e) => {
-                    retrying("boot signal", &e, boot_err.is_none());
-                    // A final refusal will not change in -o's minute.
-                    if once && !e.is_retryable() {
-                        boot = Job::Settled;
-                        send(&mut chan, &Message::BootFailed(e.to_string()));
-                    }
+                    retrying(&format_args!("boot signal: {e}"), boot_err.is_none());
                     boot_err = Some(e);
                 }
             }
         }
         if fetch == Job::Pending {
-            match client.get_conf() {
-                Ok(body) => {
+            match fetch_plan(&client, &conf.interface) {
+                Ok(msg) => {
                     fetch = Job::Settled;
                     fetch_err = None;
-                    send(&mut chan, &make_plan(&body, &conf.interface));
+                    send(&mut chan, &msg);
                 }
                 Err(e) if e.is_retryable() => {
-                    retrying("metadata", &e, fetch_err.is_none());
+                    retrying(&e, fetch_err.is_none());
                     fetch_err = Some(e);
                 }
                 Err(e) => {
@@ -96,18 +99,18 @@ pub fn run(conf: &Config, id: &Identity, mut chan: Channel, once: bool, start: I
 
         let mut busy = boot == Job::Pending || fetch == Job::Pending;
         if busy && once && start.elapsed() >= ONCE_DEADLINE {
-            let gave_up = |e: &Option<FetchError>| {
-                let why = e
-                    .as_ref()
-                    .map_or("no answer".to_string(), |e| e.to_string());
+            let gave_up = |e: Option<String>| {
+                let why = e.unwrap_or_else(|| "no answer".to_string());
                 format!("{why} (gave up after {} s)", ONCE_DEADLINE.as_secs())
             };
             if boot == Job::Pending {
-                send(&mut chan, &Message::BootFailed(gave_up(&boot_err)));
+                let why = boot_err.as_ref().map(ToString::to_string);
+                send(&mut chan, &Message::BootFailed(gave_up(why)));
                 boot = Job::Settled;
             }
             if fetch == Job::Pending {
-                send(&mut chan, &Message::Failed(gave_up(&fetch_err)));
+                let why = fetch_err.as_ref().map(ToString::to_string);
+                send(&mut chan, &Message::Failed(gave_up(why)));
                 fetch = Job::Settled;
             }
             busy = false;
@@ -164,16 +167,68 @@ fn setup(conf: &Config, id: &Identity) -> Result<Client, String> {
     client.map_err(|e| e.to_string())
 }
 
-/// Metadata bytes to the message for the parent: a plan, or why not.
-fn make_plan(body: &[u8], interface: &str) -> Message {
-    let meta = match metadata::parse(body) {
+/// Why one metadata attempt gave no plan.
+#[derive(Debug)]
+pub enum ConfError {
+    /// No usable HTTP answer ([`FetchError::is_retryable`] decides).
+    Fetch(FetchError),
+    /// An answer that is not a document at all: empty, cut off, an HTML
+    /// page, not UTF-8 ([`MetadataError::is_transient`]). Retried as a
+    /// 5xx is: what sent it (a restarting service, something in the
+    /// way) may send the document next time.
+    Unparsed(MetadataError),
+}
+
+impl ConfError {
+    /// Whether to ask again, with the same backoff and budget as a 5xx.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ConfError::Fetch(e) => e.is_retryable(),
+            ConfError::Unparsed(_) => true,
+        }
+    }
+}
+
+impl fmt::Display for ConfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfError::Fetch(e) => write!(f, "metadata: {e}"),
+            // MetadataError says "metadata: " itself.
+            ConfError::Unparsed(e) => e.fmt(f),
+        }
+    }
+}
+
+/// One attempt at the metadata: fetched and parsed, then the message for
+/// the parent (a plan, or why a document that parsed was refused), or
+/// why there is no document to judge.
+pub fn fetch_plan(client: &Client, interface: &str) -> Result<Message, ConfError> {
+    let body = client.get_conf().map_err(ConfError::Fetch)?;
+    let meta = match metadata::parse(&body) {
         Ok(m) => m,
-        Err(e) => return Message::Failed(e.to_string()),
+        Err(e) if e.is_transient() => return Err(ConfError::Unparsed(e)),
+        Err(e) => return Ok(Message::Failed(e.to_string())),
     };
-    match plan::from_metadata(&meta, interface) {
+    Ok(make_plan(&meta, interface))
+}
+
+/// A parsed document to the message for the parent: a plan, or why not.
+/// Validation refusals are final: the same document gets the same answer.
+fn make_plan(meta: &metadata::Metadata, interface: &str) -> Message {
+    match plan::from_metadata(meta, interface) {
         Ok(built) => {
             for note in &built.notes {
                 log::warn!("metadata: {note}");
+            }
+            if built.plan.addresses.is_empty() {
+                if built.skipped == 0 {
+                    log::info!("no IPv6 in metadata");
+                } else {
+                    log::warn!(
+                        "no usable IPv6 in metadata: {} entries skipped",
+                        built.skipped
+                    );
+                }
             }
             Message::Plan(built.plan)
         }
@@ -183,11 +238,11 @@ fn make_plan(body: &[u8], interface: &str) -> Message {
 
 /// Logs a failed attempt: the first at warning, the rest at debug, so a
 /// service that is down for a minute costs one line, not sixty.
-fn retrying(what: &str, e: &FetchError, first: bool) {
+fn retrying(line: &dyn fmt::Display, first: bool) {
     if first {
-        log::warn!("{what}: {e}; retrying");
+        log::warn!("{line}; retrying");
     } else {
-        log::debug!("{what}: {e}; retrying");
+        log::debug!("{line}; retrying");
     }
 }
 

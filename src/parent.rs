@@ -275,7 +275,8 @@ fn report(iface: &str, c: &Changes, no_ipv6: bool) {
         log::info!("{iface}: removed {net}");
     }
     if no_ipv6 && c.is_empty() {
-        log::info!("no IPv6 in metadata, nothing to configure");
+        // The fetcher has said why: no IPv6 in metadata, or entries skipped.
+        log::info!("{iface}: no IPv6 address to configure");
     } else if c.is_empty() {
         log::debug!("{iface}: already configured");
     }

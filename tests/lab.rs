@@ -625,17 +625,100 @@ fn bad_metadata_leaves_vio0_as_it_was() {
     );
 }
 
+/// Cut-off JSON is no document: retried for -o's whole minute like a
+/// 5xx, then reported once, with vio0 untouched.
 #[test]
-fn bad_metadata_truncated_json_leaves_vio0_as_it_was() {
-    let test = "bad_metadata_truncated_json_leaves_vio0_as_it_was";
+fn unparseable_metadata_is_retried_for_a_minute_then_reported() {
+    let test = "unparseable_metadata_is_retried_for_a_minute_then_reported";
     let Some((_lab, run)) = leaves_vio0_alone(test, "link-local", TRUNCATED_JSON, &[], 1) else {
         return;
     };
-    assert_eq!(run.lines_with("invalid JSON").len(), 1, "{run}");
-    assert!(
-        run.elapsed < Duration::from_secs(10),
-        "bad metadata is final\n{run}"
-    );
+    run.assert_logged(&["invalid JSON", "retrying"]);
+    run.assert_logged(&["invalid JSON", "gave up after 60 s"]);
+    assert!(run.elapsed >= Duration::from_secs(55), "{run}");
+    let gets = run.metad.matches("GET /conf?format=json -> 200").count();
+    assert!(gets > 10, "{gets} fetches in a minute: not retried\n{run}");
+}
+
+/// Times (ms) of the service's `GET /conf` requests.
+fn conf_gets(log: &str) -> Vec<u64> {
+    metad_events(log)
+        .into_iter()
+        .filter(|(_, r)| r.starts_with("GET /conf?format=json"))
+        .map(|(t, _)| t)
+        .collect()
+}
+
+/// An answer that is no document (204, an empty 200, an HTML page,
+/// cut-off JSON: scwd-metad -u) is retried as a 500 is, on the same
+/// backoff, and the document that follows is applied.
+#[test]
+fn unusable_answers_are_retried_on_the_5xx_backoff() {
+    let mut gaps = Vec::new();
+    let cases: [(&[&str], &str); 2] = [
+        (&["-u", "4"], "unusable"),
+        (&["-e", "4", "-m", "/conf"], "-> 500"),
+    ];
+    for (flags, answer) in cases {
+        let Some((_lab, run)) = survives("unusable_answers_are_retried_on_the_5xx_backoff", flags)
+        else {
+            return;
+        };
+        assert_eq!(run.metad.matches(answer).count(), 4, "{run}");
+        run.assert_logged(&["metadata", "retrying"]);
+        assert!(run.lines_with("gave up").is_empty(), "{run}");
+        let gets = conf_gets(&run.metad);
+        assert_eq!(gets.len(), 5, "{run}");
+        // Backoff::INITIAL doubling, each delay in the upper half of its
+        // ceiling; a fetch takes some milliseconds of its own.
+        for (k, w) in gets.windows(2).enumerate() {
+            let ceiling = 100u64 << k;
+            let gap = w[1] - w[0];
+            assert!(
+                (ceiling / 2..=ceiling + 400).contains(&gap),
+                "retry {k} after {gap} ms, want {}..{ceiling} ms\n{run}",
+                ceiling / 2
+            );
+        }
+        gaps.push(gets[4] - gets[0]);
+    }
+    assert!(gaps.iter().all(|&g| g < 3000), "{gaps:?}");
+}
+
+/// The resident daemon retries an unusable answer within seconds instead
+/// of waiting for the next refresh (300 s).
+#[test]
+fn resident_daemon_retries_an_unusable_answer() {
+    let test = "resident_daemon_retries_an_unusable_answer";
+    let Some(lab) = Lab::up(test, "link-local", ROUTED, &["-u", "3"]) else {
+        return;
+    };
+    let mut daemon = lab.daemon();
+    wait_configured(&lab, &mut daemon, ROUTED_ADDR);
+    assert_eq!(lab.metad_log().matches("unusable").count(), 3);
+    assert!(daemon.log().contains("retrying"), "{}", daemon.log());
+}
+
+/// In -o, a final answer to the boot signal (403, 302) is reported once,
+/// never first as "retrying", and asked no second time.
+#[test]
+fn final_boot_refusal_is_reported_not_retried() {
+    for status in ["403", "302"] {
+        let test = "final_boot_refusal_is_reported_not_retried";
+        let Some(lab) = Lab::up(test, "link-local", ROUTED, &["-p", "all", "-c", status]) else {
+            return;
+        };
+        let run = lab.once();
+        run.assert_exit(1);
+        assert_eq!(lab.global_addrs(), [ROUTED_ADDR], "{run}");
+        assert_eq!(run.metad.matches("PATCH /state").count(), 1, "{run}");
+        assert!(run.lines_with("retrying").is_empty(), "{run}");
+        let lines = run.lines_with(&format!("HTTP {status}"));
+        assert!(
+            lines.len() == 1 && lines[0].contains("boot signal"),
+            "want one boot signal line with HTTP {status}\n{run}"
+        );
+    }
 }
 
 /// Waits until vio0 holds exactly `addr` and routes via the lab gateway.

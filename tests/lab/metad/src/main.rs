@@ -27,9 +27,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 const USAGE: &str =
-    "usage: scwd-metad [-nT] [-a address] [-B size] [-D seconds] [-e count] [-l logfile]
+    "usage: scwd-metad [-nT] [-a address] [-B size] [-c status] [-D seconds] [-e count] [-l logfile]
                   [-m path] [-p count] [-q count] [-r count] [-S count] [-s ms]
-                  [-t count] [-w count] -f fixture";
+                  [-t count] [-u count] [-w count] -f fixture";
 
 /// `GET /` as documented by Scaleway (fixture
 /// `root_GET-slash_api-metadata-banner.json`).
@@ -84,7 +84,9 @@ struct Options {
     error429: Count,
     only_path: Option<String>,
     patch_fail: Count,
+    patch_status: u16,
     truncate: Count,
+    unusable: Count,
     huge: Option<u64>,
     huge_unframed: bool,
     epoch_time: bool,
@@ -161,7 +163,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, Option<
         error429: Count::First(0),
         only_path: None,
         patch_fail: Count::First(0),
+        patch_status: 500,
         truncate: Count::First(0),
+        unusable: Count::First(0),
         huge: None,
         huge_unframed: false,
         epoch_time: false,
@@ -185,7 +189,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, Option<
                 opts.epoch_time = true;
                 continue;
             }
-            if !"aBDeflmpqrSstw".contains(flag) {
+            if !"aBcDeflmpqrSstuw".contains(flag) {
                 return Err(Some(format!("unknown option -{flag}")));
             }
             let glued = &cluster[i + flag.len_utf8()..];
@@ -202,6 +206,13 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, Option<
                         .map_err(|_| format!("-a: expected address:port, got \"{value}\""))?
                 }
                 'B' => opts.huge = Some(parse_size(flag, &value)?),
+                'c' => {
+                    opts.patch_status = parse_number(flag, &value)
+                        .ok()
+                        .and_then(|n| u16::try_from(n).ok())
+                        .filter(|n| (100..=599).contains(n))
+                        .ok_or_else(|| format!("-c: expected an HTTP status, got \"{value}\""))?
+                }
                 'D' => opts.down = Duration::from_secs(parse_number(flag, &value)?),
                 'e' => opts.error500 = parse_count(flag, &value)?,
                 'f' => opts.fixture = value,
@@ -213,6 +224,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, Option<
                 'S' => opts.drip_count = parse_count(flag, &value)?,
                 's' => opts.drip = Some(Duration::from_millis(parse_number(flag, &value)?)),
                 't' => opts.truncate = parse_count(flag, &value)?,
+                'u' => opts.unusable = parse_count(flag, &value)?,
                 'w' => opts.hang = parse_count(flag, &value)?,
                 _ => unreachable!("flag list above"),
             }
@@ -428,7 +440,10 @@ impl Response {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        204 => "No Content",
+        302 => "Found",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         411 => "Length Required",
         413 => "Payload Too Large",
@@ -527,7 +542,8 @@ fn route(svc: &Service, req: &Request) -> (Response, String) {
         ("PATCH", "/state") => {
             let n = svc.next(|c| &mut c.patches);
             if svc.opts.patch_fail.covers(n) {
-                (Response::error(500), "500 (patch failure)".into())
+                let status = svc.opts.patch_status;
+                (Response::error(status), format!("{status} (patch failure)"))
             } else {
                 (Response::json(200, "{}"), "200".into())
             }
@@ -558,6 +574,10 @@ fn conf(svc: &Service, req: &Request) -> (Response, String) {
             return (Response::error(500), outcome);
         }
     };
+    let n = svc.next(|c| &mut c.confs);
+    if json && svc.opts.unusable.covers(n) {
+        return unusable(n, bytes);
+    }
     let mut resp = if json {
         Response::json(200, bytes)
     } else {
@@ -569,7 +589,6 @@ fn conf(svc: &Service, req: &Request) -> (Response, String) {
             }
         }
     };
-    let n = svc.next(|c| &mut c.confs);
     if svc.opts.truncate.covers(n)
         && let Body::Bytes(b) = resp.body
     {
@@ -578,6 +597,32 @@ fn conf(svc: &Service, req: &Request) -> (Response, String) {
         return (resp, outcome);
     }
     (resp, "200".into())
+}
+
+/// `-u`: a complete, correctly framed answer that is no metadata
+/// document, one kind after the other: 204 No Content, an empty 200, an
+/// HTML error page (as a proxy in the way sends one), and the fixture cut
+/// in half with a Content-Length that says so.
+fn unusable(n: u64, fixture: Vec<u8>) -> (Response, String) {
+    match n % 4 {
+        0 => (Response::json(204, ""), "204 unusable".into()),
+        1 => (Response::json(200, ""), "200 unusable empty".into()),
+        2 => {
+            let page = "<html><head><title>502 Bad Gateway</title></head>\n\
+                        <body><h1>Bad Gateway</h1></body></html>\n";
+            let resp = Response {
+                status: 200,
+                content_type: "text/html",
+                body: Body::Bytes(page.into()),
+            };
+            (resp, "200 unusable html".into())
+        }
+        _ => {
+            let half = fixture[..fixture.len() / 2].to_vec();
+            let outcome = format!("200 unusable cut {}/{} bytes", half.len(), fixture.len());
+            (Response::json(200, half), outcome)
+        }
+    }
 }
 
 /// Handles one connection from accept to close.

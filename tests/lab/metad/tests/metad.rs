@@ -224,6 +224,17 @@ fn patch_fails_while_get_works() {
 }
 
 #[test]
+fn patch_failures_answer_the_status_given() {
+    for status in [302, 403, 503] {
+        let md = Metad::routed(&["-p", "all", "-c", &status.to_string()]);
+        for _ in 0..2 {
+            assert_eq!(md.request("PATCH", "/state", "{}").status, status);
+        }
+        assert_eq!(md.get("/conf?format=json").status, 200);
+    }
+}
+
+#[test]
 fn hang_never_answers_and_logs_how_long_the_client_waited() {
     let md = Metad::routed(&["-w", "1"]);
     let mut s = md.send("GET", "/conf?format=json", "");
@@ -253,6 +264,35 @@ fn truncated_body_is_shorter_than_its_content_length() {
     assert_eq!(cut.content_length(), Some(full));
     assert_eq!(cut.body.len(), full / 2);
     assert_eq!(md.get("/conf?format=json").body.len(), full);
+}
+
+#[test]
+fn unusable_answers_come_in_turn_then_the_document() {
+    let md = Metad::routed(&["-u", "5"]);
+    let full = fs::read(format!("{FIXTURES}{ROUTED}")).unwrap();
+    let no_content = md.get("/conf?format=json");
+    assert_eq!((no_content.status, no_content.body.len()), (204, 0));
+    let empty = md.get("/conf?format=json");
+    assert_eq!((empty.status, empty.content_length()), (200, Some(0)));
+    let html = md.get("/conf?format=json");
+    assert_eq!(html.status, 200);
+    assert!(html.body.starts_with(b"<html>"), "{}", html.head);
+    let cut = md.get("/conf?format=json");
+    assert_eq!(cut.status, 200);
+    assert_eq!(cut.content_length(), Some(full.len() / 2));
+    assert_eq!(cut.body, full[..full.len() / 2]);
+    // The fifth is a 204 again, the sixth the document.
+    assert_eq!(md.get("/conf?format=json").status, 204);
+    assert_eq!(md.get("/conf?format=json").body, full);
+    let log = md.log();
+    for outcome in [
+        "-> 204 unusable",
+        "-> 200 unusable empty",
+        "-> 200 unusable html",
+        "-> 200 unusable cut",
+    ] {
+        assert!(log.contains(outcome), "{outcome}\n{log}");
+    }
 }
 
 #[test]
