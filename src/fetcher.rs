@@ -29,6 +29,8 @@ enum Job {
 /// Runs the fetcher in the child after the fork; returns its exit status.
 pub fn run(conf: &Config, id: &Identity, mut chan: Channel, once: bool, start: Instant) -> i32 {
     ignore_signals();
+    // Held since main; pending ones are discarded now that they are ignored.
+    let _ = crate::startup::release_signals();
     // Before the chroot: on Linux it reads /proc/self/stat.
     if let Err(e) = proctitle::set("fetcher") {
         log::warn!("fetcher: process title: {e}");

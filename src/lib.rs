@@ -19,6 +19,7 @@ pub mod plan;
 pub mod privsep;
 pub mod proctitle;
 pub mod sandbox;
+pub mod startup;
 
 /// An I/O error the way strerror(3) says it, without Rust's
 /// " (os error N)" suffix: `Network is unreachable`.

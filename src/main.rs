@@ -1,9 +1,11 @@
 //! scwd(8): signal "booted" to the Scaleway metadata service and configure
 //! the instance's IPv6 address and default route.
 //!
-//! The startup sequence, top to bottom: flags, configuration (`-n` stops
-//! there), root check, logging, everything privileged opened, detach,
-//! fork the fetcher, narrow the parent to `stdio route wroute`, serve.
+//! The startup sequence, top to bottom: inherited descriptors closed and
+//! SIGHUP/SIGINT/SIGTERM held, flags, configuration and the checks a
+//! start makes of it (`-n` stops there), root check, logging, everything
+//! privileged opened, detach, fork the fetcher, narrow the parent to
+//! `stdio route wroute`, serve.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use scwd::config::{self, Config};
 use scwd::net::Applier;
 use scwd::parent::{Exit, Parent, SignalPipe};
 use scwd::privsep::{self, Channel, Forked};
-use scwd::{daemon, fetcher, logger, sandbox};
+use scwd::{daemon, fetcher, logger, sandbox, startup};
 
 #[cfg(target_os = "linux")]
 use scwd::net::linux::LinuxBackend as SystemBackend;
@@ -73,6 +75,13 @@ impl Flags {
 }
 
 fn main() -> ExitCode {
+    // Before anything opens a descriptor or a signal could end scwd
+    // without a log line; the parent releases the signals once its
+    // handlers are installed.
+    if let Err(e) = startup::begin() {
+        eprintln!("scwd: startup: {}", scwd::strerror(&e));
+        return ExitCode::FAILURE;
+    }
     let Some(flags) = Flags::parse(std::env::args_os().skip(1)) else {
         eprintln!("{USAGE}");
         return ExitCode::FAILURE;
@@ -89,6 +98,11 @@ fn main() -> ExitCode {
         }
     };
     if flags.check {
+        // Everything a start refuses before it signals "booted".
+        if let Err(why) = startup::check(&conf) {
+            eprintln!("scwd: {why}");
+            return ExitCode::FAILURE;
+        }
         if flags.verbose > 0 {
             println!("{conf}");
         }
@@ -123,12 +137,7 @@ fn main() -> ExitCode {
 
 /// Everything after the configuration is known.
 fn run(conf: &Config, flags: &Flags, foreground: bool) -> Result<Exit, String> {
-    let id = privsep::lookup_user(&conf.user, &conf.chroot).map_err(|e| e.to_string())?;
-    match std::fs::metadata(&conf.chroot) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(format!("chroot {}: not a directory", conf.chroot)),
-        Err(e) => return Err(format!("chroot {}: {}", conf.chroot, scwd::strerror(&e))),
-    }
+    let id = startup::check(conf)?;
     // Every privileged descriptor is opened now, while scwd is whole root,
     // and the routing table read: an interface that does not exist yet
     // is no error (the parent waits for it after the boot signal).
@@ -151,6 +160,7 @@ fn run(conf: &Config, flags: &Flags, foreground: bool) -> Result<Exit, String> {
         Forked::Parent(pid) => {
             drop(child_end);
             let signals = SignalPipe::install().map_err(|e| format!("signals: {e}"))?;
+            startup::release_signals().map_err(|e| format!("sigprocmask: {e}"))?;
             // The parent needs no file at all from here on.
             sandbox::unveil_lock().map_err(|e| format!("unveil: {e}"))?;
             // stdio: the socketpair, the routing socket (written as root,
