@@ -452,21 +452,12 @@ fn contains(net: &Ipv6Net, addr: Ipv6Addr) -> bool {
     u128::from(net.addr) & mask == u128::from(addr) & mask
 }
 
-/// What `gw` is when no neighbour can have it as its address. An
-/// IPv4-mapped address names an IPv4 host (RFC 4291 §2.5.5.2) and is
-/// refused whatever the prefix, even one that would put it on-link.
+/// What `gw` is when no neighbour can have it as its address: anything
+/// but a global or link-local unicast address. An IPv4-mapped address
+/// names an IPv4 host (RFC 4291 §2.5.5.2) and is refused whatever the
+/// prefix, even one that would put it on-link.
 fn not_a_gateway(gw: Ipv6Addr) -> Option<&'static str> {
-    if gw.is_unspecified() {
-        Some("unspecified")
-    } else if gw.is_multicast() {
-        Some("multicast")
-    } else if gw.is_loopback() {
-        Some("loopback")
-    } else if gw.to_ipv4_mapped().is_some() {
-        Some("IPv4-mapped")
-    } else {
-        None
-    }
+    not_global(gw).filter(|&kind| kind != "link-local")
 }
 
 /// The gateway rule, without the entry name: unicast, not one of our
