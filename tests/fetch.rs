@@ -318,12 +318,12 @@ const CALLS: [(Call, &str); 2] = [
 
 #[test]
 fn other_statuses_are_final_and_named() {
-    // 204 is success for the boot signal only; a redirect is not followed.
+    // A redirect is not followed.
     let cases = [
         (CALLS[0], "400 Bad Request"),
         (CALLS[0], "404 Not Found"),
         (CALLS[0], "301 Moved Permanently"),
-        (CALLS[1], "204 No Content"),
+        (CALLS[0], "302 Found"),
         (CALLS[1], "403 Forbidden"),
         (CALLS[1], "404 Not Found"),
         (CALLS[1], "301 Moved Permanently"),
@@ -337,6 +337,22 @@ fn other_statuses_are_final_and_named() {
         );
         assert!(!e.is_retryable(), "{path} {status}");
         assert_eq!(server.requests().len(), 1, "{path} {status}");
+    }
+}
+
+/// 204 is success for the boot signal only: for the metadata it is an
+/// answer without the document, retried as an empty 200 is (issue 11).
+#[test]
+fn a_success_without_the_document_is_retryable() {
+    for status in ["204 No Content", "202 Accepted", "206 Partial Content"] {
+        let server = Server::start(reply(status, ""));
+        let e = client(&[&server.base]).get_conf().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{}/conf?format=json: HTTP {status}", server.base)
+        );
+        assert!(e.is_retryable(), "{status}");
+        assert_eq!(server.requests().len(), 1, "{status}");
     }
 }
 
