@@ -1522,273 +1522,278 @@ fn a_foreign_default_route_through_another_interface_is_not_joined() {
     run.assert_logged(&["not scwd's", theirs, "another interface"]);
 }
 
-// Startup hygiene: signals in the first milliseconds, inherited descriptors.
+/// Startup hygiene: signals in the first milliseconds, inherited
+/// descriptors. Linux only, as the lab is (inotify, /proc).
+#[cfg(target_os = "linux")]
+mod startup {
+    use super::*;
 
-/// Waits (at most 5 s) until something opens `path`: inotify, so that a
-/// test can act the moment scwd's main has begun (it opens its
-/// configuration first), whatever exec and the dynamic loader took.
-struct OpenWatch {
-    fd: std::os::fd::OwnedFd,
-}
-
-impl OpenWatch {
-    fn new(path: &Path) -> OpenWatch {
-        use std::os::fd::FromRawFd;
-        use std::os::unix::ffi::OsStrExt;
-        // SAFETY: plain flags; the result is checked.
-        let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
-        assert!(
-            raw >= 0,
-            "inotify_init1: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: raw is a fresh descriptor nothing else owns.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
-        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-        // SAFETY: c is NUL-terminated and outlives the call.
-        let wd = unsafe { libc::inotify_add_watch(raw, c.as_ptr(), libc::IN_OPEN) };
-        assert!(
-            wd >= 0,
-            "inotify_add_watch: {}",
-            std::io::Error::last_os_error()
-        );
-        OpenWatch { fd }
+    /// Waits (at most 5 s) until something opens `path`: inotify, so that a
+    /// test can act the moment scwd's main has begun (it opens its
+    /// configuration first), whatever exec and the dynamic loader took.
+    struct OpenWatch {
+        fd: std::os::fd::OwnedFd,
     }
 
-    fn wait(&self) -> bool {
-        use std::os::fd::AsRawFd;
-        let mut p = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: p is one valid pollfd.
-        unsafe { libc::poll(&mut p, 1, 5000) == 1 }
-    }
-}
-
-fn kill(pid: u32, sig: libc::c_int) {
-    // SAFETY: plain integers; the pid is our own child's.
-    unsafe { libc::kill(pid as libc::pid_t, sig) };
-}
-
-/// Delays after scwd's main opened its configuration at which the tests
-/// below signal it: from at once to well after the fork, so that every
-/// step of the startup is hit on some run.
-const EARLY: [Duration; 8] = [
-    Duration::ZERO,
-    Duration::from_micros(100),
-    Duration::from_micros(300),
-    Duration::from_micros(700),
-    Duration::from_millis(1),
-    Duration::from_millis(2),
-    Duration::from_millis(4),
-    Duration::from_millis(8),
-];
-
-/// A SIGHUP in the first milliseconds (rc.d's reload during a start) is
-/// acted on, never the end of scwd; so is a burst of them.
-#[test]
-fn early_sighup_is_handled_not_fatal() {
-    let test = "early_sighup_is_handled_not_fatal";
-    let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
-        return;
-    };
-    for delay in EARLY {
-        let watch = OpenWatch::new(&lab.conf());
-        let mut daemon = lab.daemon();
-        assert!(watch.wait(), "scwd never opened its configuration");
-        thread::sleep(delay);
-        for _ in 0..3 {
-            kill(daemon.child.id(), libc::SIGHUP);
+    impl OpenWatch {
+        fn new(path: &Path) -> OpenWatch {
+            use std::os::fd::FromRawFd;
+            use std::os::unix::ffi::OsStrExt;
+            // SAFETY: plain flags; the result is checked.
+            let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+            assert!(
+                raw >= 0,
+                "inotify_init1: {}",
+                std::io::Error::last_os_error()
+            );
+            // SAFETY: raw is a fresh descriptor nothing else owns.
+            let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+            let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+            // SAFETY: c is NUL-terminated and outlives the call.
+            let wd = unsafe { libc::inotify_add_watch(raw, c.as_ptr(), libc::IN_OPEN) };
+            assert!(
+                wd >= 0,
+                "inotify_add_watch: {}",
+                std::io::Error::last_os_error()
+            );
+            OpenWatch { fd }
         }
-        let handled = wait_until(Duration::from_secs(10), || {
-            daemon.log().contains("SIGHUP: fetching metadata again")
-                || daemon.child.try_wait().ok().flatten().is_some()
-        });
-        daemon.assert_running();
-        assert!(
-            handled,
-            "SIGHUP after {delay:?} not acted on\n{}",
-            daemon.log()
-        );
-        wait_configured(&lab, &mut daemon, ROUTED_ADDR);
-        daemon.signal("TERM");
-        let status = wait_child(&mut daemon.child, Duration::from_secs(10));
-        assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", daemon.log());
-    }
-}
 
-/// A SIGTERM in the first milliseconds ends scwd as a later one does:
-/// exit 0, with its log line, the boot signal not lost when it was due.
-#[test]
-fn early_sigterm_exits_0_with_a_log_line() {
-    let test = "early_sigterm_exits_0_with_a_log_line";
-    let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
-        return;
-    };
-    for delay in EARLY {
-        let watch = OpenWatch::new(&lab.conf());
-        let mut daemon = lab.daemon();
-        assert!(watch.wait(), "scwd never opened its configuration");
-        thread::sleep(delay);
-        kill(daemon.child.id(), libc::SIGTERM);
-        let status = wait_child(&mut daemon.child, Duration::from_secs(10));
-        let log = daemon.log();
-        assert_eq!(
-            status.and_then(|s| s.code()),
-            Some(0),
-            "SIGTERM after {delay:?}: {status:?}\n{log}"
-        );
-        assert!(
-            log.contains("exiting on signal 15"),
-            "after {delay:?}\n{log}"
-        );
-    }
-}
-
-/// The process rc(8) started (scwd without -d) is not ended by an early
-/// SIGHUP either: it returns 0 once the daemon has configured vio0.
-#[test]
-fn early_sighup_does_not_fail_a_daemonized_start() {
-    let test = "early_sighup_does_not_fail_a_daemonized_start";
-    let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
-        return;
-    };
-    for delay in &EARLY[..4] {
-        let watch = OpenWatch::new(&lab.conf());
-        let (mut cmd, log) = lab.scwd(&[], &[]);
-        let mut child = cmd.spawn().expect("spawn scwd");
-        assert!(watch.wait(), "scwd never opened its configuration");
-        thread::sleep(*delay);
-        kill(child.id(), libc::SIGHUP);
-        let status = wait_child(&mut child, Duration::from_secs(20));
-        let why = fs::read_to_string(&log).unwrap_or_default();
-        assert_eq!(
-            status.and_then(|s| s.code()),
-            Some(0),
-            "SIGHUP after {delay:?}: {status:?}\n{why}"
-        );
-        assert_eq!(lab.global_addrs(), [ROUTED_ADDR], "{why}");
-        stop_daemons(&lab);
-    }
-}
-
-/// Ends the scwd processes this test started in its lab's namespace.
-fn stop_daemons(lab: &Lab) {
-    let pids = Command::new("ip")
-        .args(["netns", "pids", &lab.ns])
-        .output()
-        .expect("ip netns pids");
-    for pid in text(&pids.stdout).split_whitespace() {
-        let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
-        if exe == Path::new(SCWD) {
-            if let Ok(pid) = pid.parse() {
-                kill(pid, libc::SIGTERM);
-            }
+        fn wait(&self) -> bool {
+            use std::os::fd::AsRawFd;
+            let mut p = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: p is one valid pollfd.
+            unsafe { libc::poll(&mut p, 1, 5000) == 1 }
         }
     }
-    wait_until(Duration::from_secs(10), || {
-        let pids = Command::new("ip").args(["netns", "pids", &lab.ns]).output();
-        let pids = pids.map(|o| text(&o.stdout)).unwrap_or_default();
-        !pids.split_whitespace().any(|pid| {
-            fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == Path::new(SCWD))
-        })
-    });
-}
 
-/// What each of a process's descriptors is, from /proc.
-fn open_files(pid: u32) -> Vec<(String, PathBuf)> {
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|dir| {
-            dir.flatten()
-                .map(|e| {
-                    let target = fs::read_link(e.path()).unwrap_or_default();
-                    (e.file_name().to_string_lossy().into_owned(), target)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
+    fn kill(pid: u32, sig: libc::c_int) {
+        // SAFETY: plain integers; the pid is our own child's.
+        unsafe { libc::kill(pid as libc::pid_t, sig) };
+    }
 
-/// The children of `pid`.
-fn children(pid: u32) -> Vec<u32> {
-    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
-/// Descriptors left open by whatever started scwd (here: a file, a pipe
-/// and a socket at numbers 100, 150 and 200) reach neither the parent nor
-/// the chrooted fetcher.
-#[test]
-fn inherited_descriptors_are_closed_at_startup() {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
-    let test = "inherited_descriptors_are_closed_at_startup";
-    let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
-        return;
-    };
-    let marker = lab.dir.join("inherited-marker");
-    let file = fs::File::create(&marker).unwrap();
-    let (pipe_r, _pipe_w) = std::io::pipe().unwrap();
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let leaks = [
-        (file.as_raw_fd(), 100),
-        (pipe_r.as_raw_fd(), 150),
-        (sock.as_raw_fd(), 200),
+    /// Delays after scwd's main opened its configuration at which the tests
+    /// below signal it: from at once to well after the fork, so that every
+    /// step of the startup is hit on some run.
+    const EARLY: [Duration; 8] = [
+        Duration::ZERO,
+        Duration::from_micros(100),
+        Duration::from_micros(300),
+        Duration::from_micros(700),
+        Duration::from_millis(1),
+        Duration::from_millis(2),
+        Duration::from_millis(4),
+        Duration::from_millis(8),
     ];
-    let (mut cmd, log) = lab.scwd(&["-d"], &[]);
-    // SAFETY: dup2 is async-signal-safe; the source descriptors stay open
-    // in this process until the child has exec'd.
-    unsafe {
-        cmd.pre_exec(move || {
-            for (from, to) in leaks {
-                if libc::dup2(from, to) == -1 {
-                    return Err(std::io::Error::last_os_error());
+
+    /// A SIGHUP in the first milliseconds (rc.d's reload during a start) is
+    /// acted on, never the end of scwd; so is a burst of them.
+    #[test]
+    fn early_sighup_is_handled_not_fatal() {
+        let test = "early_sighup_is_handled_not_fatal";
+        let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
+            return;
+        };
+        for delay in EARLY {
+            let watch = OpenWatch::new(&lab.conf());
+            let mut daemon = lab.daemon();
+            assert!(watch.wait(), "scwd never opened its configuration");
+            thread::sleep(delay);
+            for _ in 0..3 {
+                kill(daemon.child.id(), libc::SIGHUP);
+            }
+            let handled = wait_until(Duration::from_secs(10), || {
+                daemon.log().contains("SIGHUP: fetching metadata again")
+                    || daemon.child.try_wait().ok().flatten().is_some()
+            });
+            daemon.assert_running();
+            assert!(
+                handled,
+                "SIGHUP after {delay:?} not acted on\n{}",
+                daemon.log()
+            );
+            wait_configured(&lab, &mut daemon, ROUTED_ADDR);
+            daemon.signal("TERM");
+            let status = wait_child(&mut daemon.child, Duration::from_secs(10));
+            assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", daemon.log());
+        }
+    }
+
+    /// A SIGTERM in the first milliseconds ends scwd as a later one does:
+    /// exit 0, with its log line, the boot signal not lost when it was due.
+    #[test]
+    fn early_sigterm_exits_0_with_a_log_line() {
+        let test = "early_sigterm_exits_0_with_a_log_line";
+        let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
+            return;
+        };
+        for delay in EARLY {
+            let watch = OpenWatch::new(&lab.conf());
+            let mut daemon = lab.daemon();
+            assert!(watch.wait(), "scwd never opened its configuration");
+            thread::sleep(delay);
+            kill(daemon.child.id(), libc::SIGTERM);
+            let status = wait_child(&mut daemon.child, Duration::from_secs(10));
+            let log = daemon.log();
+            assert_eq!(
+                status.and_then(|s| s.code()),
+                Some(0),
+                "SIGTERM after {delay:?}: {status:?}\n{log}"
+            );
+            assert!(
+                log.contains("exiting on signal 15"),
+                "after {delay:?}\n{log}"
+            );
+        }
+    }
+
+    /// The process rc(8) started (scwd without -d) is not ended by an early
+    /// SIGHUP either: it returns 0 once the daemon has configured vio0.
+    #[test]
+    fn early_sighup_does_not_fail_a_daemonized_start() {
+        let test = "early_sighup_does_not_fail_a_daemonized_start";
+        let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
+            return;
+        };
+        for delay in &EARLY[..4] {
+            let watch = OpenWatch::new(&lab.conf());
+            let (mut cmd, log) = lab.scwd(&[], &[]);
+            let mut child = cmd.spawn().expect("spawn scwd");
+            assert!(watch.wait(), "scwd never opened its configuration");
+            thread::sleep(*delay);
+            kill(child.id(), libc::SIGHUP);
+            let status = wait_child(&mut child, Duration::from_secs(20));
+            let why = fs::read_to_string(&log).unwrap_or_default();
+            assert_eq!(
+                status.and_then(|s| s.code()),
+                Some(0),
+                "SIGHUP after {delay:?}: {status:?}\n{why}"
+            );
+            assert_eq!(lab.global_addrs(), [ROUTED_ADDR], "{why}");
+            stop_daemons(&lab);
+        }
+    }
+
+    /// Ends the scwd processes this test started in its lab's namespace.
+    fn stop_daemons(lab: &Lab) {
+        let pids = Command::new("ip")
+            .args(["netns", "pids", &lab.ns])
+            .output()
+            .expect("ip netns pids");
+        for pid in text(&pids.stdout).split_whitespace() {
+            let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+            if exe == Path::new(SCWD) {
+                if let Ok(pid) = pid.parse() {
+                    kill(pid, libc::SIGTERM);
                 }
             }
-            Ok(())
+        }
+        wait_until(Duration::from_secs(10), || {
+            let pids = Command::new("ip").args(["netns", "pids", &lab.ns]).output();
+            let pids = pids.map(|o| text(&o.stdout)).unwrap_or_default();
+            !pids.split_whitespace().any(|pid| {
+                fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == Path::new(SCWD))
+            })
         });
     }
-    let mut daemon = Daemon {
-        child: cmd.spawn().expect("spawn scwd -d"),
-        log,
-    };
-    wait_configured(&lab, &mut daemon, ROUTED_ADDR);
-    let parent = daemon.child.id();
-    let fetchers = children(parent);
-    assert_eq!(fetchers.len(), 1, "want one fetcher: {fetchers:?}");
-    let inherited = |target: &Path| {
-        let t = target.to_string_lossy();
-        target == marker
-            || t.starts_with("pipe:") && t.contains(&ino(pipe_r.as_raw_fd()))
-            || t.starts_with("socket:") && t.contains(&ino(sock.as_raw_fd()))
-    };
-    for pid in [parent, fetchers[0]] {
-        let files = open_files(pid);
-        assert!(!files.is_empty(), "no /proc/{pid}/fd");
-        let leaked: Vec<_> = files.iter().filter(|(_, t)| inherited(t)).collect();
-        assert!(
-            leaked.is_empty(),
-            "process {pid} holds {leaked:?}\n{files:?}"
-        );
-        // scwd's own descriptors are few and low: none up at 100.
-        assert!(
-            files
-                .iter()
-                .all(|(fd, _)| fd.parse::<u32>().is_ok_and(|n| n < 64)),
-            "process {pid}: {files:?}"
-        );
-    }
-}
 
-/// The inode number of one of this process's descriptors, as /proc
-/// shows it in `pipe:[N]` and `socket:[N]`.
-fn ino(fd: i32) -> String {
-    use std::os::unix::fs::MetadataExt;
-    let meta = fs::metadata(format!("/proc/self/fd/{fd}")).unwrap();
-    format!("[{}]", meta.ino())
+    /// What each of a process's descriptors is, from /proc.
+    fn open_files(pid: u32) -> Vec<(String, PathBuf)> {
+        fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|dir| {
+                dir.flatten()
+                    .map(|e| {
+                        let target = fs::read_link(e.path()).unwrap_or_default();
+                        (e.file_name().to_string_lossy().into_owned(), target)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The children of `pid`.
+    fn children(pid: u32) -> Vec<u32> {
+        fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// Descriptors left open by whatever started scwd (here: a file, a pipe
+    /// and a socket at numbers 100, 150 and 200) reach neither the parent nor
+    /// the chrooted fetcher.
+    #[test]
+    fn inherited_descriptors_are_closed_at_startup() {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let test = "inherited_descriptors_are_closed_at_startup";
+        let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
+            return;
+        };
+        let marker = lab.dir.join("inherited-marker");
+        let file = fs::File::create(&marker).unwrap();
+        let (pipe_r, _pipe_w) = std::io::pipe().unwrap();
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let leaks = [
+            (file.as_raw_fd(), 100),
+            (pipe_r.as_raw_fd(), 150),
+            (sock.as_raw_fd(), 200),
+        ];
+        let (mut cmd, log) = lab.scwd(&["-d"], &[]);
+        // SAFETY: dup2 is async-signal-safe; the source descriptors stay open
+        // in this process until the child has exec'd.
+        unsafe {
+            cmd.pre_exec(move || {
+                for (from, to) in leaks {
+                    if libc::dup2(from, to) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let mut daemon = Daemon {
+            child: cmd.spawn().expect("spawn scwd -d"),
+            log,
+        };
+        wait_configured(&lab, &mut daemon, ROUTED_ADDR);
+        let parent = daemon.child.id();
+        let fetchers = children(parent);
+        assert_eq!(fetchers.len(), 1, "want one fetcher: {fetchers:?}");
+        let inherited = |target: &Path| {
+            let t = target.to_string_lossy();
+            target == marker
+                || t.starts_with("pipe:") && t.contains(&ino(pipe_r.as_raw_fd()))
+                || t.starts_with("socket:") && t.contains(&ino(sock.as_raw_fd()))
+        };
+        for pid in [parent, fetchers[0]] {
+            let files = open_files(pid);
+            assert!(!files.is_empty(), "no /proc/{pid}/fd");
+            let leaked: Vec<_> = files.iter().filter(|(_, t)| inherited(t)).collect();
+            assert!(
+                leaked.is_empty(),
+                "process {pid} holds {leaked:?}\n{files:?}"
+            );
+            // scwd's own descriptors are few and low: none up at 100.
+            assert!(
+                files
+                    .iter()
+                    .all(|(fd, _)| fd.parse::<u32>().is_ok_and(|n| n < 64)),
+                "process {pid}: {files:?}"
+            );
+        }
+    }
+
+    /// The inode number of one of this process's descriptors, as /proc
+    /// shows it in `pipe:[N]` and `socket:[N]`.
+    fn ino(fd: i32) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(format!("/proc/self/fd/{fd}")).unwrap();
+        format!("[{}]", meta.ino())
+    }
 }
