@@ -98,13 +98,13 @@ fn main() -> ExitCode {
         }
     };
     if flags.check {
+        if flags.verbose > 0 {
+            println!("{conf}");
+        }
         // Everything a start refuses before it signals "booted".
         if let Err(why) = startup::check(&conf) {
             eprintln!("scwd: {why}");
             return ExitCode::FAILURE;
-        }
-        if flags.verbose > 0 {
-            println!("{conf}");
         }
         eprintln!("configuration OK");
         return ExitCode::SUCCESS;
