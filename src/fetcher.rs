@@ -226,8 +226,13 @@ fn make_plan(meta: &metadata::Metadata, interface: &str) -> Message {
                 if built.skipped == 0 {
                     log::info!("no IPv6 in metadata");
                 } else {
+                    let entries = if built.skipped == 1 {
+                        "entry"
+                    } else {
+                        "entries"
+                    };
                     log::warn!(
-                        "no usable IPv6 in metadata: {} entries skipped",
+                        "no usable IPv6 in metadata: {} {entries} skipped",
                         built.skipped
                     );
                 }

@@ -41,6 +41,8 @@ const LEGACY_GATEWAY: &str = "2001:bc8:4700:2100::302c";
 const NO_IPV6: &str = "scaleway/conf-json_legacy-nat_no-ipv6_vc1s-par1.json";
 /// One good entry and one with netmask "64; reboot".
 const BAD_PREFIX: &str = "lab/bad-prefix.json";
+/// The routed document with its entry's family spelled "INET6".
+const FAMILY_UPPERCASE: &str = "lab/routed-64-family-uppercase.json";
 /// Routed document cut in half, correctly framed.
 const TRUNCATED_JSON: &str = "lab/truncated.json";
 
@@ -588,7 +590,21 @@ fn no_ipv6_configures_nothing_and_signals_booted() {
         return;
     };
     lab.assert_unconfigured(&run.to_string());
-    run.assert_logged(&["ipv6"]);
+    run.assert_logged(&["no IPv6 in metadata"]);
+}
+
+/// An entry that is skipped (its family is "INET6") is logged as skipped,
+/// and scwd does not then claim there is no IPv6 in the metadata.
+#[test]
+fn a_skipped_entry_is_logged_and_no_ipv6_is_not_claimed() {
+    let test = "a_skipped_entry_is_logged_and_no_ipv6_is_not_claimed";
+    let Some((lab, run)) = leaves_vio0_alone(test, "link-local", FAMILY_UPPERCASE, &[], 0) else {
+        return;
+    };
+    lab.assert_unconfigured(&run.to_string());
+    run.assert_logged(&["public_ips_v6[0]", "INET6", "entry skipped"]);
+    run.assert_logged(&["no usable IPv6", "1 entry skipped"]);
+    assert!(run.lines_with("no IPv6 in metadata").is_empty(), "{run}");
 }
 
 #[test]
