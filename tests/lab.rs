@@ -1813,3 +1813,67 @@ mod startup {
         format!("[{}]", meta.ino())
     }
 }
+
+/// `-o` whose interface never appears: it gives up with its 60 s, exit
+/// 1, after the boot signal, having changed nothing.
+#[test]
+fn once_gives_up_on_an_interface_that_never_appears() {
+    let test = "once_gives_up_on_an_interface_that_never_appears";
+    let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
+        return;
+    };
+    configure_interface(&lab, "vio1");
+    let before = lab.snapshot();
+    let run = lab.once();
+    run.assert_exit(1);
+    run.assert_logged(&["vio1", "did not appear"]);
+    assert!(run.elapsed >= Duration::from_secs(55), "{run}");
+    assert_eq!(lab.snapshot(), before, "{run}");
+    lab.assert_booted(&run.to_string());
+}
+
+/// The daemon killed before it was ready: the process rc(8) waits for
+/// sees the readiness pipe close and exits 1 at once.
+#[test]
+fn daemonized_start_exits_1_when_the_daemon_dies_first() {
+    let test = "daemonized_start_exits_1_when_the_daemon_dies_first";
+    // The service stays down: the daemon cannot be ready before it dies.
+    let Some(lab) = Lab::up(test, "link-local", ROUTED, &["-D", "60"]) else {
+        return;
+    };
+    let (mut cmd, log) = lab.scwd(&[], &[]);
+    let mut child = cmd.spawn().expect("spawn scwd");
+    let starter = child.id();
+    // The daemon is the starting process's child.
+    let mut daemon = None;
+    let found = wait_until(Duration::from_secs(5), || {
+        let pids = Command::new("ip")
+            .args(["netns", "pids", &lab.ns])
+            .output()
+            .map(|o| text(&o.stdout))
+            .unwrap_or_default();
+        daemon = pids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+            .find(|&p| uid_and_ppid(p).is_some_and(|(_, ppid)| ppid == starter));
+        daemon.is_some()
+    });
+    assert!(found, "no daemon process under {starter}");
+    let killed = Instant::now();
+    let status = Command::new("kill")
+        .args(["-KILL", &daemon.expect("found").to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let status = wait_child(&mut child, Duration::from_secs(10));
+    let stderr = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "waited for the budget instead\n{stderr}"
+    );
+    assert!(
+        stderr.contains("exited before it was configured"),
+        "{stderr}"
+    );
+}
