@@ -505,3 +505,20 @@ fn the_events_descriptor_is_readable_when_the_kernel_reported() {
     assert!(b.take_events());
     assert!(!readable(b.events_fd()));
 }
+
+#[test]
+fn tables_unreadable_at_open_are_read_before_the_first_change() {
+    let sim = Sim::new();
+    Applier::new(backend(&sim)).apply(&routed()).unwrap();
+    // The dump fails at open and for Applier::adopt's listing: scwd
+    // starts all the same (its boot signal must go out), and the first
+    // apply reads the tables.
+    sim.borrow_mut().fail_dump = Some((wire::ENOMEM, 2));
+    let b = backend(&sim);
+    assert_eq!(b.own_routes(), []);
+    let mut a = Applier::adopt(b);
+    let moved = plan(&[(ADDR, 64)], Some(GW2));
+    a.apply(&moved).unwrap();
+    assert_holds(&sim, &moved, "adopted late");
+    assert_eq!(sim.borrow().ioctls.len(), 1);
+}

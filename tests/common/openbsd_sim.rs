@@ -106,6 +106,8 @@ pub struct Sim {
     /// The next RTM_ADD fails with this errno, as rt_setgate's malloc
     /// does (route.c 1141: ENOBUFS).
     pub fail_next_add: Option<i32>,
+    /// The next routing table dumps fail with this errno.
+    pub fail_dump: Option<(i32, usize)>,
     /// Messages dropped because a socket was full or flushing.
     pub dropped: usize,
 }
@@ -957,6 +959,12 @@ impl Kernel for SimKernel {
     }
 
     fn route_dump(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some((errno, n)) = self.sim.borrow_mut().fail_dump.as_mut() {
+            if *n > 0 {
+                *n -= 1;
+                return Err(os(*errno));
+            }
+        }
         let table = self.sim.borrow().dump();
         if buf.is_empty() {
             return Ok(table.len());

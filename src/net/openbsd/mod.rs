@@ -184,7 +184,12 @@ impl<K: Kernel> OpenBsdBackend<K> {
             changed: false,
         };
         backend.ifindex = backend.lookup()?;
-        backend.retake()?;
+        // Nothing here may stop scwd before its boot signal: tables that
+        // cannot be read now are read again before the first change.
+        if let Err(e) = backend.retake() {
+            log::warn!("{e}");
+            backend.stale = true;
+        }
         Ok(backend)
     }
 
@@ -217,8 +222,10 @@ impl<K: Kernel> OpenBsdBackend<K> {
     fn retake(&mut self) -> Result<(), NetError> {
         self.present.clear();
         self.routes.clear();
-        self.stale = false;
+        // Until this succeeds, the views are known to be wrong.
+        self.stale = true;
         let Some(index) = self.ifindex else {
+            self.stale = false;
             return Ok(());
         };
         let name = self.interface.clone();
@@ -236,6 +243,7 @@ impl<K: Kernel> OpenBsdBackend<K> {
                 self.routes.insert(gw, prio);
             }
         }
+        self.stale = false;
         Ok(())
     }
 
@@ -257,7 +265,9 @@ impl<K: Kernel> OpenBsdBackend<K> {
     /// The routing table's bytes; routes added between the size query
     /// and the copy make the copy fail with `ENOMEM`, so ask again.
     fn table(&mut self) -> io::Result<Vec<u8>> {
+        let mut tries = 0;
         loop {
+            tries += 1;
             let len = self.kernel.route_dump(&mut [])?;
             let mut buf = vec![0u8; len + len / 8 + 1024];
             match self.kernel.route_dump(&mut buf) {
@@ -265,7 +275,7 @@ impl<K: Kernel> OpenBsdBackend<K> {
                     buf.truncate(n);
                     return Ok(buf);
                 }
-                Err(e) if errno(&e) == Some(wire::ENOMEM) => continue,
+                Err(e) if errno(&e) == Some(wire::ENOMEM) && tries < 8 => continue,
                 Err(e) => return Err(e),
             }
         }
@@ -333,6 +343,9 @@ impl<K: Kernel> OpenBsdBackend<K> {
                 self.present.clear();
                 self.routes.clear();
                 self.ifindex = (m.what == wire::IFAN_ARRIVAL).then_some(m.index);
+                // What it got between its arrival and this read is in
+                // its tables, not necessarily in messages still queued.
+                self.stale = self.ifindex.is_some();
             }
             Message::Route(m) if m.msg_type == wire::RTM_DESYNC => self.stale = true,
             Message::Route(m) if m.errno == 0 => {
