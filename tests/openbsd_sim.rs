@@ -522,3 +522,24 @@ fn tables_unreadable_at_open_are_read_before_the_first_change() {
     assert_holds(&sim, &moved, "adopted late");
     assert_eq!(sim.borrow().ioctls.len(), 1);
 }
+
+#[test]
+fn an_admins_default_route_through_another_interface_is_left_alone() {
+    // The Linux lab's case: the kernel would join scwd's route and the
+    // administrator's into one multipath route; Applier adds none.
+    let sim = Sim::new();
+    sim.borrow_mut().attach("vio1");
+    sim.borrow_mut().admin_route("vio1", GW2);
+    let mut a = Applier::new(backend(&sim));
+    a.apply(&routed()).unwrap();
+    assert_eq!(sim.borrow().defaults(), [route(GW2, 8, "-")]);
+    assert_eq!(sim.borrow().globals("vio0"), [format!("{ADDR}/64")]);
+    let mut b = backend(&sim);
+    let listed: Vec<_> = b
+        .default_routes()
+        .unwrap()
+        .iter()
+        .map(|r| (r.gateway, r.ours, r.elsewhere))
+        .collect();
+    assert_eq!(listed, [(ip(GW2), false, true)]);
+}
