@@ -286,7 +286,7 @@ impl<K: Kernel> OpenBsdBackend<K> {
         self.drain();
         if self.stale {
             log::info!(
-                "{}: route socket overflowed; reading the tables again",
+                "{}: reading the routing table and addresses again",
                 self.interface
             );
             self.retake()?;
