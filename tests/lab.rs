@@ -865,6 +865,24 @@ fn rc_subr_pattern_matches_the_parent_alone() {
     assert_eq!(comm, "scwd: fetcher\n");
     assert!(pgrep(&["-xf", "scwd: fetcher"]).contains(&fetcher));
 
+    // What still reaches the fetcher, ^C or a hangup to the foreground
+    // process group under -d or -o, is ignored: the parent decides.
+    for sig in ["INT", "HUP", "TERM"] {
+        let status = Command::new("kill")
+            .args(["-s", sig, &fetcher.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {sig} fetcher");
+    }
+    thread::sleep(Duration::from_millis(300));
+    daemon.assert_running();
+    assert_eq!(
+        uid_and_ppid(fetcher).map(|(_, ppid)| ppid),
+        Some(parent),
+        "the fetcher died of a signal sent to it\n{}",
+        daemon.log()
+    );
+
     // rcctl reload: HUP through the pattern reaches the parent, which
     // has the fetcher fetch again.
     let gets = |log: &str| log.matches("GET /conf?format=json -> 200").count();
