@@ -12,7 +12,7 @@
 #                                     (daemon: scwd -d, SIGHUP, SIGTERM)
 #
 # Processes are named in the order scwd makes them: the first is the
-# parent (pledge "stdio wroute", src/main.rs), the first process it forks
+# parent (pledge "stdio route wroute", src/main.rs), the first process it forks
 # is the fetcher ("stdio inet", src/fetcher.rs). Threads count for their
 # process. A call counts once any thread of its process has installed the
 # filter (seccomp SECCOMP_SET_MODE_FILTER = 0). A thread killed by SIGSYS
@@ -29,7 +29,7 @@ scwd=${SCWD:-$top/target/release/scwd}
 
 # The promises of each process, as the call sites pass them.
 promises() {
-	printf 'pledge\tparent\tstdio wroute\n'
+	printf 'pledge\tparent\tstdio route wroute\n'
 	printf 'pledge\tfetcher\tstdio inet\n'
 }
 
