@@ -62,6 +62,8 @@ pub mod landlock;
 /// Linux.
 pub fn pledge(promises: &str) -> io::Result<()> {
     let c_promises = c_string(promises)?;
+    // Also how tests/lab/strace-record.sh tells the processes apart.
+    log::debug!("pledge \"{promises}\"");
     sys::pledge(promises, &c_promises)
 }
 

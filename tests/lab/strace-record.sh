@@ -11,12 +11,12 @@
 #                                     record scwd -o -f CONF in namespace NS
 #                                     (daemon: scwd -d, SIGHUP, SIGTERM)
 #
-# Processes are named in the order scwd makes them: the first is the
-# parent (pledge "stdio route wroute", src/main.rs), the first process it forks
-# is the fetcher ("stdio inet", src/fetcher.rs). Threads count for their
-# process. A call counts once any thread of its process has installed the
-# filter (seccomp SECCOMP_SET_MODE_FILTER = 0). A thread killed by SIGSYS
-# adds "KILLED <call>" for its last call.
+# Each process is known by its promises: scwd runs with -v, and
+# sandbox::pledge logs `pledge "PROMISES"` just before it installs the
+# filter. Threads count for their process. A call counts once any thread
+# of its process has installed the filter (seccomp
+# SECCOMP_SET_MODE_FILTER = 0). A thread killed by SIGSYS adds
+# "KILLED <call>" for its last call.
 #
 # Environment: SCWD, the scwd binary (default: target/release/scwd, and
 # for the whole record target/debug/scwd as well).
@@ -27,22 +27,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 scwd=${SCWD:-$top/target/release/scwd}
 
-# The promises of each process, as the call sites pass them.
-promises() {
-	printf 'pledge\tparent\tstdio route wroute\n'
-	printf 'pledge\tfetcher\tstdio inet\n'
-}
-
 # trace NS CONF OUT [daemon]: scwd -o, or scwd -d sent SIGHUP then SIGTERM.
 trace() {
 	local ns=$1 conf=$2 out=$3 tracer pid i
 	if [ "${4-}" != daemon ]; then
 		# scwd's exit status is the lab's business, not the record's.
-		ip netns exec "$ns" strace -f -qq -o "$out" "$scwd" -o -f "$conf" \
+		ip netns exec "$ns" strace -f -qq -s 256 -o "$out" "$scwd" -v -o -f "$conf" \
 		    >/dev/null 2>&1 || true
 		return
 	fi
-	ip netns exec "$ns" strace -f -qq -o "$out" "$scwd" -d -f "$conf" \
+	ip netns exec "$ns" strace -f -qq -s 256 -o "$out" "$scwd" -v -d -f "$conf" \
 	    >/dev/null 2>&1 &
 	tracer=$!
 	pid=
@@ -74,8 +68,6 @@ record() {
 	}
 	NR == FNR {
 		tid = $1
-		if (first == "")
-			first = tid
 		line = $0
 		sub(/^[0-9]+ +/, "", line)
 		ret = line
@@ -98,12 +90,7 @@ record() {
 		return tid
 	}
 	function name(p) {
-		if (!(p in names))
-			names[p] = (nproc++ == 0) ? "parent" : (nproc == 2) ? "fetcher" : "process" nproc
-		return names[p]
-	}
-	FNR == 1 {
-		name(first)
+		return (p in promises) ? promises[p] : "unknown"
 	}
 	# Pass 2: calls after the pledge, per process.
 	{
@@ -124,6 +111,8 @@ record() {
 			next
 		call = substr(line, 1, RLENGTH - 1)
 		last[tid] = call
+		if (call == "write" && match(line, /pledge \\"[a-z ]*\\"/))
+			promises[p] = substr(line, RSTART + 9, RLENGTH - 11)
 		if (pledged[p])
 			print "call\t" name(p) "\t" call
 		if (call == "seccomp" && line ~ /SECCOMP_SET_MODE_FILTER/) {
@@ -140,7 +129,6 @@ record() {
 case ${1-} in
 run)
 	[ $# -eq 3 ] || [ $# -eq 4 ] || { sed -n 's/^#   //p' "$0" >&2; exit 1; }
-	promises
 	record "$2" "$3" "${4-}"
 	;;
 "")
@@ -152,14 +140,14 @@ run)
 	# What scwd's processes call after pledge(2) on Linux x86_64: scwd -o
 	# (twice) and scwd -d with SIGHUP and SIGTERM, release and debug
 	# builds, in the namespace lab under strace -f, routed /64 fixture
-	# (tests/lab/strace-record.sh). Beside the allow-lists in seccomp.rs:
-	# every call here must be allowed by its process's promises (unit
-	# test there), and a fresh record must hold no call missing here
-	# (tests/lab.rs, strace_record_holds_every_call). Regenerate after a
-	# change of dependency or code that adds a call, and extend the
-	# promise whose OpenBSD rule allows it.
+	# (tests/lab/strace-record.sh). Beside the allow-lists in seccomp.rs,
+	# one "call PROMISES NAME" a line: every call here must be allowed by
+	# the promises of the process that made it (unit test there), and a
+	# fresh record must hold no call missing here (tests/lab.rs,
+	# strace_record_holds_every_call). Regenerate after a change of
+	# dependency or code that adds a call, and extend the promise whose
+	# OpenBSD rule allows it.
 	EOF
-	promises
 	# A first run configures vio0, a second finds it done, a resident
 	# one refreshes on SIGHUP and exits on SIGTERM; with the release and
 	# the debug build (make test's lab runs the debug one).
