@@ -10,12 +10,12 @@
 //! promise string ([`seccomp`]: one system call list per promise, each
 //! naming the OpenBSD rule it mirrors) and `unveil_lock` applies a
 //! Landlock ruleset that allows no file system access at all
-//! ([`landlock`]). Both are raw `libc` calls and a forty-line BPF
-//! assembler, not the `seccompiler`/`libseccomp`/`landlock` crates: every
-//! crate in Cargo.lock, Linux-only ones included, lands in the OpenBSD
-//! port's crate list, and the whole job is three system calls and a
-//! straight-line program of `jeq`/`ret`; `libseccomp` would also link a C
-//! library the port does not need. Cosmopolitan's pledge for Linux
+//! ([`landlock`]). Both are raw `libc` calls and a BPF assembler of a
+//! hundred lines, not the `seccompiler`/`libseccomp`/`landlock` crates:
+//! every crate in Cargo.lock, Linux-only ones included, lands in the
+//! OpenBSD port's crate list, and the whole job is four system calls and
+//! a straight-line program of five instruction kinds; `libseccomp` would
+//! also link a C library the port does not need. Cosmopolitan's pledge for Linux
 //! (jart/cosmopolitan, libc/calls/pledge-linux.c) is the model for the
 //! promise-to-syscall mapping and the Landlock-for-unveil idea.
 //!
