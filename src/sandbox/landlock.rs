@@ -131,3 +131,21 @@ pub fn lock() -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_right_of_each_abi_is_handled() {
+        // linux/landlock.h: EXECUTE (1 << 0) .. MAKE_SYM (1 << 12) in ABI
+        // 1, REFER in 2, TRUNCATE in 3, none in 4 (network), IOCTL_DEV
+        // in 5, none since (scopes, logging).
+        assert_eq!(fs_rights(1), 0x1fff);
+        assert_eq!(fs_rights(2), 0x3fff);
+        assert_eq!(fs_rights(3), 0x7fff);
+        assert_eq!(fs_rights(4), 0x7fff);
+        assert_eq!(fs_rights(5), 0xffff);
+        assert_eq!(fs_rights(7), 0xffff);
+    }
+}
