@@ -31,6 +31,9 @@ pub struct Config {
     pub user: String,
     /// Directory the fetcher is chrooted into.
     pub chroot: String,
+    /// The one account `scwctl ssh-keys` answers for; `None`: nobody
+    /// (`ssh-keys-user none`).
+    pub ssh_keys_user: Option<String>,
 }
 
 impl Default for Config {
@@ -46,6 +49,7 @@ impl Default for Config {
             refresh: 300,
             user: "_scwd".to_string(),
             chroot: "/var/empty".to_string(),
+            ssh_keys_user: Some("root".to_string()),
         }
     }
 }
@@ -180,6 +184,13 @@ pub fn parse(text: &str) -> Result<Config, (usize, String)> {
                 }
                 conf.chroot = value.clone();
             }
+            "ssh-keys-user" => {
+                conf.ssh_keys_user = match value.as_str() {
+                    "none" => None,
+                    v if valid_user_name(v) => Some(v.to_string()),
+                    _ => return Err(bad("invalid user name")),
+                };
+            }
             _ => unreachable!("every entry of KEYWORDS has an arm"),
         }
     }
@@ -189,7 +200,7 @@ pub fn parse(text: &str) -> Result<Config, (usize, String)> {
     Ok(conf)
 }
 
-const KEYWORDS: [&str; 7] = [
+const KEYWORDS: [&str; 8] = [
     "interface",
     "metadata-url",
     "boot-signal",
@@ -197,7 +208,18 @@ const KEYWORDS: [&str; 7] = [
     "refresh",
     "user",
     "chroot",
+    "ssh-keys-user",
 ];
+
+/// A login name as sshd passes it in `%u`: what useradd(8) accepts,
+/// 1 to 31 bytes (`_PW_NAME_LEN`), so the control protocol can carry it.
+pub fn valid_user_name(name: &str) -> bool {
+    (1..=31).contains(&name.len())
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
 
 /// Splits a line into words: blanks separate, `#` starts a comment,
 /// double quotes group (no escapes, as in pf.conf strings).
@@ -261,7 +283,12 @@ impl fmt::Display for Config {
         writeln!(f, "ipv6 {}", yn(self.ipv6))?;
         writeln!(f, "refresh {}", self.refresh)?;
         writeln!(f, "user {}", self.user)?;
-        write!(f, "chroot {}", self.chroot)
+        writeln!(f, "chroot {}", self.chroot)?;
+        write!(
+            f,
+            "ssh-keys-user {}",
+            self.ssh_keys_user.as_deref().unwrap_or("none")
+        )
     }
 }
 
@@ -287,7 +314,8 @@ mod tests {
                     ipv6 yes\n\
                     refresh 300                              # seconds, 0 = off\n\
                     user _scwd\n\
-                    chroot /var/empty\n";
+                    chroot /var/empty\n\
+                    ssh-keys-user root\n";
         assert_eq!(parse(text).unwrap(), Config::default());
     }
 
@@ -295,9 +323,17 @@ mod tests {
     fn values_are_read() {
         let c = parse(
             "interface em1\nmetadata-url http://127.0.0.1:8080/\nboot-signal no\nipv6 no\n\
-             refresh 0\nuser nobody\nchroot \"/tmp/empty dir\"\n",
+             refresh 0\nuser nobody\nchroot \"/tmp/empty dir\"\nssh-keys-user none\n",
         )
         .unwrap();
+        assert_eq!(c.ssh_keys_user, None);
+        assert_eq!(
+            parse("ssh-keys-user admin\n")
+                .unwrap()
+                .ssh_keys_user
+                .as_deref(),
+            Some("admin")
+        );
         assert_eq!(c.interface, "em1");
         assert_eq!(c.metadata_urls, vec!["http://127.0.0.1:8080"]);
         assert!(!c.boot_signal && !c.ipv6);
@@ -310,6 +346,8 @@ mod tests {
     fn printed_config_parses_back() {
         let c = parse("interface vio1\nmetadata-url \"https://[fd00:42::42]:8443\"\nrefresh 60\n")
             .unwrap();
+        assert_eq!(parse(&c.to_string()).unwrap(), c);
+        let c = parse("ssh-keys-user none\n").unwrap();
         assert_eq!(parse(&c.to_string()).unwrap(), c);
     }
 
@@ -374,6 +412,13 @@ mod tests {
             ("refresh 999999999\n", 1, "refresh: expected seconds"),
             ("user \"\"\n", 1, "user: invalid user name"),
             ("chroot var/empty\n", 1, "chroot: expected an absolute path"),
+            ("ssh-keys-user -x\n", 1, "ssh-keys-user: invalid user name"),
+            ("ssh-keys-user a:b\n", 1, "ssh-keys-user: invalid user name"),
+            (
+                "ssh-keys-user 0123456789012345678901234567890123\n",
+                1,
+                "ssh-keys-user: invalid user name",
+            ),
             ("user \"_scwd\n", 1, "unterminated quoted string"),
             ("user _sc\"wd\"\n", 1, "unexpected quote"),
         ];
