@@ -9,6 +9,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::control::FetcherEnd;
+use crate::control::proto::Report;
 use crate::fetch::{Backoff, Client, FetchError};
 use crate::metadata::{self, MetadataError};
 use crate::privsep::{self, Channel, Identity, Message, RecvError};
@@ -27,7 +29,16 @@ enum Job {
 }
 
 /// Runs the fetcher in the child after the fork; returns its exit status.
-pub fn run(conf: &Config, id: &Identity, mut chan: Channel, once: bool, start: Instant) -> i32 {
+/// `control`: where the control process hears of each attempt, for
+/// `scwctl show` and `scwctl get`.
+pub fn run(
+    conf: &Config,
+    id: &Identity,
+    mut chan: Channel,
+    mut control: FetcherEnd,
+    once: bool,
+    start: Instant,
+) -> i32 {
     ignore_signals();
     // Held since main; pending ones are discarded now that they are ignored.
     let _ = crate::startup::release_signals();
@@ -65,6 +76,7 @@ pub fn run(conf: &Config, id: &Identity, mut chan: Channel, once: bool, start: I
                     log::info!("boot signal sent");
                     boot = Job::Settled;
                     send(&mut chan, &Message::Booted);
+                    control.send(&Report::BootSent);
                 }
                 // A final refusal will not change in -o's minute: reported
                 // once, never as "retrying".
@@ -74,23 +86,27 @@ pub fn run(conf: &Config, id: &Identity, mut chan: Channel, once: bool, start: I
                 }
                 Err(e) => {
                     retrying(&format_args!("boot signal: {e}"), boot_err.is_none());
+                    control.send(&Report::BootFailing(e.to_string()));
                     boot_err = Some(e);
                 }
             }
         }
         if fetch == Job::Pending {
             match fetch_plan(&client, &conf.interface) {
-                Ok(msg) => {
+                Ok((msg, doc)) => {
                     fetch = Job::Settled;
                     fetch_err = None;
                     send(&mut chan, &msg);
+                    control.send(&doc);
                 }
                 Err(e) if e.is_retryable() => {
                     retrying(&e, fetch_err.is_none());
+                    control.send(&Report::FetchFailed(e.to_string(), true));
                     fetch_err = Some(e);
                 }
                 Err(e) => {
                     fetch = Job::Settled;
+                    control.send(&Report::FetchFailed(e.to_string(), false));
                     send(&mut chan, &Message::Failed(e.to_string()));
                 }
             }
@@ -202,16 +218,17 @@ impl fmt::Display for ConfError {
 }
 
 /// One attempt at the metadata: fetched and parsed, then the message for
-/// the parent (a plan, or why a document that parsed was refused), or
-/// why there is no document to judge.
-pub fn fetch_plan(client: &Client, interface: &str) -> Result<Message, ConfError> {
+/// the parent (a plan, or why a document that parsed was refused) and
+/// the document for the control process, or why there is no document
+/// to judge.
+pub fn fetch_plan(client: &Client, interface: &str) -> Result<(Message, Report), ConfError> {
     let body = client.get_conf().map_err(ConfError::Fetch)?;
-    let meta = match metadata::parse(&body) {
-        Ok(m) => m,
+    let msg = match metadata::parse(&body) {
+        Ok(meta) => make_plan(&meta, interface),
         Err(e) if e.is_transient() => return Err(ConfError::Unparsed(e)),
-        Err(e) => return Ok(Message::Failed(e.to_string())),
+        Err(e) => Message::Failed(e.to_string()),
     };
-    Ok(make_plan(&meta, interface))
+    Ok((msg, Report::Fetched(body)))
 }
 
 /// A parsed document to the message for the parent: a plan, or why not.

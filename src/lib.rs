@@ -7,7 +7,9 @@
 
 #![deny(missing_docs)]
 
+pub mod conf_text;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod fetch;
 pub mod fetcher;
@@ -19,6 +21,7 @@ pub mod plan;
 pub mod privsep;
 pub mod proctitle;
 pub mod sandbox;
+pub mod ssh_keys;
 pub mod startup;
 
 /// An I/O error the way strerror(3) says it, without Rust's

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use scwd::config::{self, Config};
+use scwd::control::{self, FetcherEnd};
 use scwd::net::Applier;
 use scwd::parent::{Exit, Parent, SignalPipe};
 use scwd::privsep::{self, Channel, Forked};
@@ -26,7 +27,7 @@ use scwd::net::openbsd::SystemBackend;
 /// How long the process rc(8) started waits for the first configuration.
 const READY_BUDGET: Duration = Duration::from_secs(15);
 
-const USAGE: &str = "usage: scwd [-dnov] [-f file]";
+const USAGE: &str = "usage: scwd [-dnov] [-f file] [-s socket]";
 
 /// The command line.
 #[derive(Debug, Default)]
@@ -36,10 +37,11 @@ struct Flags {
     once: bool,
     verbose: u8,
     file: Option<PathBuf>,
+    socket: Option<PathBuf>,
 }
 
 impl Flags {
-    /// getopt(3) with "dnof:v": grouped flags, `-f file` or `-ffile`, `--`.
+    /// getopt(3) with "dnof:s:v": grouped flags, `-f file` or `-ffile`, `--`.
     fn parse(args: impl IntoIterator<Item = OsString>) -> Option<Flags> {
         let mut flags = Flags::default();
         let mut args = args.into_iter();
@@ -55,14 +57,19 @@ impl Flags {
                     'n' => flags.check = true,
                     'o' => flags.once = true,
                     'v' => flags.verbose = flags.verbose.saturating_add(1),
-                    'f' => {
+                    'f' | 's' => {
                         let rest = &opts[i + 1..];
-                        let file = if rest.is_empty() {
+                        let value = if rest.is_empty() {
                             args.next()?.into_string().ok()?
                         } else {
                             rest.to_string()
                         };
-                        flags.file = Some(PathBuf::from(file));
+                        let slot = if c == 'f' {
+                            &mut flags.file
+                        } else {
+                            &mut flags.socket
+                        };
+                        *slot = Some(PathBuf::from(value));
                         break;
                     }
                     _ => return None,
@@ -138,6 +145,19 @@ fn main() -> ExitCode {
 /// Everything after the configuration is known.
 fn run(conf: &Config, flags: &Flags, foreground: bool) -> Result<Exit, String> {
     let id = startup::check(conf)?;
+    // The control socket is bound as root before anything is dropped; a
+    // daemon answering on it already stops this one here. -o serves no
+    // one, but does not run beside a daemon either.
+    let socket = flags
+        .socket
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(control::socket::DEFAULT_PATH));
+    let listener = if flags.once {
+        control::socket::check(&socket).map(|()| None)
+    } else {
+        control::socket::listen(&socket).map(Some)
+    }
+    .map_err(|e| format!("{}: {e}", socket.display()))?;
     // Every privileged descriptor is opened now, while scwd is whole root,
     // and the routing table read: an interface that does not exist yet
     // is no error (the parent waits for it after the boot signal).
@@ -150,15 +170,32 @@ fn run(conf: &Config, flags: &Flags, foreground: bool) -> Result<Exit, String> {
         Some(daemon::detach(READY_BUDGET).map_err(|e| format!("daemon: {}", scwd::strerror(&e)))?)
     };
     let start = Instant::now();
+    let (to_control, reports) = match listener {
+        None => (None, FetcherEnd::none()),
+        Some(listener) => {
+            let (to_control, reports, ends) =
+                control::links().map_err(|e| format!("socketpair: {e}"))?;
+            match privsep::fork().map_err(|e| format!("fork: {e}"))? {
+                Forked::Child => {
+                    drop((ready, applier, to_control, reports));
+                    let settings = control::state::Settings::from(conf);
+                    std::process::exit(control::run(settings, &id, listener, ends));
+                }
+                Forked::Parent(_) => (Some(to_control), reports),
+            }
+        }
+    };
     let (parent_end, child_end) = Channel::pair().map_err(|e| format!("socketpair: {e}"))?;
     match privsep::fork().map_err(|e| format!("fork: {e}"))? {
         Forked::Child => {
             // The fetcher gets none of the parent's privileged descriptors.
-            drop((parent_end, ready, applier));
-            std::process::exit(fetcher::run(conf, &id, child_end, flags.once, start));
+            drop((parent_end, ready, applier, to_control));
+            std::process::exit(fetcher::run(
+                conf, &id, child_end, reports, flags.once, start,
+            ));
         }
         Forked::Parent(pid) => {
-            drop(child_end);
+            drop((child_end, reports));
             let signals = SignalPipe::install().map_err(|e| format!("signals: {e}"))?;
             startup::release_signals().map_err(|e| format!("sigprocmask: {e}"))?;
             // The parent needs no file at all from here on.
@@ -179,7 +216,8 @@ fn run(conf: &Config, flags: &Flags, foreground: bool) -> Result<Exit, String> {
                 ready,
                 conf.boot_signal,
                 conf.ipv6,
-            );
+            )
+            .with_control(to_control);
             Ok(parent.run(&signals))
         }
     }
@@ -199,6 +237,9 @@ mod tests {
         assert!(f.debug && !f.once && !f.check);
         assert_eq!(f.verbose, 2);
         assert_eq!(f.file, Some(PathBuf::from("/tmp/x.conf")));
+        let f = parse(&["-d", "-s", "/tmp/s.sock", "-vf/x.conf"]).unwrap();
+        assert_eq!(f.socket, Some(PathBuf::from("/tmp/s.sock")));
+        assert_eq!(f.file, Some(PathBuf::from("/x.conf")));
         let f = parse(&["-on", "-f/etc/other.conf"]).unwrap();
         assert!(f.once && f.check);
         assert_eq!(f.file, Some(PathBuf::from("/etc/other.conf")));
@@ -211,6 +252,7 @@ mod tests {
         for args in [
             &["-x"][..],
             &["-f"],
+            &["-s"],
             &["-d", "extra"],
             &["-"],
             &["--", "x"],

@@ -7,6 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Instant;
 
+use crate::control::{self, ParentEnd};
 use crate::net::{Applier, Backend, Changes};
 use crate::plan::Plan;
 use crate::privsep::{self, Channel, Message, RecvError};
@@ -59,6 +60,8 @@ pub struct Parent<B> {
     /// Whether the interface was missing when last looked at, so that is
     /// logged once, not on every refresh.
     missing: bool,
+    /// The control process, while it runs.
+    control: Option<ParentEnd>,
 }
 
 impl<B: Backend> Parent<B> {
@@ -86,11 +89,18 @@ impl<B: Backend> Parent<B> {
             progress,
             plan: None,
             missing: false,
+            control: None,
         }
     }
 
-    /// Serves the fetcher's messages, the interface's events and the
-    /// signals until done.
+    /// Reports to, and takes refresh requests from, the control process.
+    pub fn with_control(mut self, control: Option<ParentEnd>) -> Self {
+        self.control = control;
+        self
+    }
+
+    /// Serves the fetcher's messages, the interface's events, the control
+    /// process's requests and the signals until done.
     pub fn run(&mut self, signals: &SignalPipe) -> Exit {
         loop {
             self.release_when_ready();
@@ -104,15 +114,21 @@ impl<B: Backend> Parent<B> {
                 }
                 _ => -1,
             };
-            let fds = [
+            let mut fds = vec![
                 self.chan.as_raw_fd(),
                 signals.fd(),
                 self.applier.events_fd(),
             ];
+            fds.extend(self.control.as_ref().map(ParentEnd::as_raw_fd));
             let ready = match privsep::wait_readable(&fds, timeout) {
                 Ok(r) => r,
                 Err(e) => return Exit::Fatal(format!("poll: {e}")),
             };
+            if ready.get(3) == Some(&true) {
+                if let Err(e) = self.read_control() {
+                    return Exit::Fatal(format!("fetcher: send: {e}"));
+                }
+            }
             if ready[1] {
                 match signals.take() {
                     Some(libc::SIGHUP) => {
@@ -162,6 +178,7 @@ impl<B: Backend> Parent<B> {
             }
             Message::Failed(why) => {
                 log::error!("{why}");
+                self.tell_control(None, Err(&why));
                 self.settle(false);
             }
             Message::Plan(plan) => {
@@ -175,6 +192,7 @@ impl<B: Backend> Parent<B> {
                 });
                 if let Err(e) = checked {
                     log::error!("refused plan from fetcher: {e}");
+                    self.tell_control(None, Err(&e));
                     self.settle(false);
                     return;
                 }
@@ -224,13 +242,46 @@ impl<B: Backend> Parent<B> {
         match self.applier.apply(plan) {
             Ok(changes) => {
                 report(&iface, &changes, plan.addresses.is_empty());
+                self.tell_control(Some(plan), Ok(()));
                 self.settle(true);
             }
             Err(e) => {
                 log::error!("{e}");
+                self.tell_control(Some(plan), Err(&e.to_string()));
                 self.settle(false);
             }
         }
+    }
+
+    /// The plan and what scwd owns now, for `scwctl show`.
+    fn tell_control(&self, plan: Option<&Plan>, outcome: Result<(), &str>) {
+        if let Some(c) = &self.control {
+            let (owned, route) = self.applier.owned();
+            c.status(&control::state::status_text(plan, outcome, owned, route));
+        }
+    }
+
+    /// A root client's `scwctl refresh`, relayed: what SIGHUP does. The
+    /// parent reads five fixed bytes from the control process, never a
+    /// client's own. A control process that is gone is logged and
+    /// forgotten: the daemon's jobs go on without it.
+    fn read_control(&mut self) -> std::io::Result<()> {
+        let Some(c) = &self.control else {
+            return Ok(());
+        };
+        match c.take() {
+            Ok(uids) => {
+                for uid in uids {
+                    log::info!("refresh requested by uid {uid}: fetching metadata again");
+                    self.chan.send(&Message::Refresh)?;
+                }
+            }
+            Err(e) => {
+                log::warn!("{e}; scwctl is not answered");
+                self.control = None;
+            }
+        }
+        Ok(())
     }
 
     fn settle(&mut self, ok: bool) {

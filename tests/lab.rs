@@ -19,6 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const SCWD: &str = env!("CARGO_BIN_EXE_scwd");
+const SCWCTL: &str = env!("CARGO_BIN_EXE_scwctl");
 const LAB_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lab/lab.sh");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
@@ -212,6 +213,23 @@ impl Lab {
         self.dir.join("scwd.conf")
     }
 
+    fn sock(&self) -> PathBuf {
+        self.dir.join("scwd.sock")
+    }
+
+    /// Runs `scwctl -s <lab socket> ARGS` as `uid` (root: 0): exit
+    /// status, stdout, stderr.
+    fn scwctl(&self, uid: u32, args: &[&str]) -> (Option<i32>, String, String) {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(SCWCTL);
+        cmd.arg("-s").arg(self.sock()).args(args);
+        if uid != 0 {
+            cmd.uid(uid).gid(uid);
+        }
+        let out = cmd.output().expect("run scwctl");
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    }
+
     /// `ip -n NS ARGS`: stdout on success, stderr as the error.
     fn ip(&self, args: &[&str]) -> Result<String, String> {
         let out = Command::new("ip")
@@ -333,6 +351,9 @@ impl Lab {
             .args(args)
             .arg("-f")
             .arg(self.conf())
+            // Each lab its own control socket, so labs run side by side.
+            .arg("-s")
+            .arg(self.sock())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             // A file, not a pipe: a lingering child must not hold the
@@ -837,8 +858,9 @@ fn pgrep(args: &[&str]) -> Vec<u32> {
 /// rc.subr finds the daemon with `pgrep -xf "${daemon} ${daemon_flags}"`
 /// and signals it with `pkill -xf` on the same pattern: an exact match on
 /// the whole command line. The fetcher retitles itself `scwd: fetcher`
-/// (setproctitle(3) on OpenBSD, the command line the kernel reports
-/// here), so rcctl check, reload and stop see the parent alone.
+/// and the control process `scwd: control` (setproctitle(3) on OpenBSD,
+/// the command line the kernel reports here), so rcctl check and stop
+/// see the parent alone (and a HUP, for who sends one that way).
 #[test]
 fn rc_subr_pattern_matches_the_parent_alone() {
     let test = "rc_subr_pattern_matches_the_parent_alone";
@@ -850,20 +872,35 @@ fn rc_subr_pattern_matches_the_parent_alone() {
     wait_configured(&lab, &mut daemon, ROUTED_ADDR);
 
     // rc.subr's default: pexp="${daemon}${daemon_flags:+ ${daemon_flags}}".
-    let pexp = format!("{SCWD} -d -f {}", lab.conf().display());
+    let pexp = format!(
+        "{SCWD} -d -f {} -s {}",
+        lab.conf().display(),
+        lab.sock().display()
+    );
     assert_eq!(pgrep(&["-xf", &pexp]), [parent], "{}", daemon.log());
 
-    let fetcher = fs::read_dir("/proc")
+    // The children: the fetcher and the control process, each retitled.
+    let mut titles: Vec<(String, String)> = fs::read_dir("/proc")
         .expect("read /proc")
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .find(|&pid| uid_and_ppid(pid).is_some_and(|(_, ppid)| ppid == parent))
-        .expect("no child of the parent: where is the fetcher?");
-    let cmdline = fs::read(format!("/proc/{fetcher}/cmdline")).expect("fetcher cmdline");
-    assert_eq!(text(&cmdline), "scwd: fetcher\0", "ps shows the fetcher as");
-    let comm = fs::read_to_string(format!("/proc/{fetcher}/comm")).expect("fetcher comm");
-    assert_eq!(comm, "scwd: fetcher\n");
-    assert!(pgrep(&["-xf", "scwd: fetcher"]).contains(&fetcher));
+        .filter(|&pid| uid_and_ppid(pid).is_some_and(|(_, ppid)| ppid == parent))
+        .map(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).expect("child cmdline");
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).expect("child comm");
+            assert!(pgrep(&["-xf", text(&cmdline).trim_end_matches('\0')]).contains(&pid));
+            (text(&cmdline), comm)
+        })
+        .collect();
+    titles.sort();
+    assert_eq!(
+        titles,
+        [
+            ("scwd: control\0".to_string(), "scwd: control\n".to_string()),
+            ("scwd: fetcher\0".to_string(), "scwd: fetcher\n".to_string()),
+        ],
+        "ps shows the children as"
+    );
 
     // What still reaches the fetcher, ^C or a hangup to the foreground
     // process group under -d or -o, is ignored: the parent decides.
@@ -2002,4 +2039,237 @@ fn daemonized_start_exits_1_when_the_daemon_dies_first() {
         stderr.contains("exited before it was configured"),
         "{stderr}"
     );
+}
+
+// --- scwctl(8) against the real daemon ------------------------------------
+
+/// `nobody` on Debian: the AuthorizedKeysCommandUser of the manual page.
+const NOBODY: u32 = 65534;
+
+/// The key `scwctl ssh-keys` prints for `lab/routed-64-ssh-keys.json`;
+/// its second entry is the same key behind `command=`, which it must not.
+const LAB_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIM+vlLYhGw7X7ENF3z+9Jvc3mril3C5NtGbHOCyt4eT/ lab@scwd";
+
+/// The fixture's own value at a JSON path, to compare `get` with.
+fn fixture_value(fixture: &str, path: &[&str]) -> String {
+    let doc: serde_json::Value =
+        serde_json::from_slice(&fs::read(Path::new(FIXTURES).join(fixture)).unwrap()).unwrap();
+    let v = path.iter().fold(&doc, |v, k| match k.parse::<usize>() {
+        Ok(i) => &v[i],
+        Err(_) => &v[*k],
+    });
+    v.as_str().expect("a string").to_string()
+}
+
+fn conf_requests(lab: &Lab) -> usize {
+    lab.metad_log().matches("GET /conf").count()
+}
+
+/// `get` answers from the document scwd fetched, named as the text
+/// /conf endpoint names them, without one HTTP request; `show` names
+/// what scwd configured; `ssh-keys` serves sshd's unprivileged
+/// AuthorizedKeysCommandUser the fixture's key for root only.
+#[test]
+fn scwctl_answers_from_memory() {
+    let test = "scwctl_answers_from_memory";
+    let Some(lab) = Lab::up(test, "global", LEGACY, &[]) else {
+        return;
+    };
+    let mut daemon = lab.daemon();
+    wait_configured(&lab, &mut daemon, LEGACY_ADDR);
+    let gets = conf_requests(&lab);
+
+    let (code, out, err) = lab.scwctl(
+        NOBODY,
+        &[
+            "get",
+            "IPV6_ADDRESS",
+            "IPV6_GATEWAY",
+            "IPV6_NETMASK",
+            "HOSTNAME",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let want: Vec<String> = [
+        &["ipv6", "address"][..],
+        &["ipv6", "gateway"],
+        &["ipv6", "netmask"],
+        &["hostname"],
+    ]
+    .iter()
+    .map(|p| fixture_value(LEGACY, p))
+    .collect();
+    assert_eq!(out.lines().collect::<Vec<_>>(), want);
+
+    let (code, out, err) = lab.scwctl(NOBODY, &["show"]);
+    assert_eq!(code, Some(0), "{err}");
+    for line in [
+        format!("configured: {LEGACY_ADDR}"),
+        format!("default route: via {LEGACY_GATEWAY}"),
+        "boot signal: sent ".to_string(),
+    ] {
+        assert!(out.contains(&line), "show lacks {line:?}:\n{out}");
+    }
+
+    let (code, out, _) = lab.scwctl(NOBODY, &["ssh-keys", "root"]);
+    assert_eq!(code, Some(0));
+    let key = fixture_value(LEGACY, &["ssh_public_keys", "0", "key"]);
+    assert_eq!(out, format!("{key}\n"));
+    let (code, out, _) = lab.scwctl(NOBODY, &["ssh-keys", "admin"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), ""),
+        "another user gets nothing"
+    );
+
+    let (code, out, err) = lab.scwctl(NOBODY, &["get", "NO_SUCH_KEY"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(out, "");
+    assert_eq!(err, "scwctl: NO_SUCH_KEY: no such key in the metadata\n");
+
+    assert_eq!(conf_requests(&lab), gets, "a query made an HTTP request");
+    daemon.assert_running();
+}
+
+/// `refresh` is root's: refused for others with no fetch at all; for
+/// root it fetches now, and keys deleted from the metadata are gone, an
+/// options-prefixed key never printed.
+#[test]
+fn scwctl_refresh_is_root_only_and_keys_follow_the_metadata() {
+    let test = "scwctl_refresh_is_root_only_and_keys_follow_the_metadata";
+    let Some(lab) = Lab::up(test, "link-local", "lab/routed-64-ssh-keys.json", &[]) else {
+        return;
+    };
+    let mut daemon = lab.daemon();
+    wait_configured(&lab, &mut daemon, ROUTED_ADDR);
+    let (_, out, _) = lab.scwctl(NOBODY, &["ssh-keys", "root"]);
+    assert_eq!(out, format!("{LAB_KEY}\n"), "{}", daemon.log());
+    assert!(
+        daemon
+            .log()
+            .contains("SSH key 1 refused: unknown key type or options prefix"),
+        "{}",
+        daemon.log()
+    );
+
+    lab.set_fixture(RENUMBERED);
+    let gets = conf_requests(&lab);
+    let (code, _, err) = lab.scwctl(NOBODY, &["refresh"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(err, "scwctl: refresh: permission denied: root only\n");
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(conf_requests(&lab), gets, "a refused refresh fetched");
+
+    let (code, _, err) = lab.scwctl(0, &["refresh"]);
+    assert_eq!(code, Some(0), "{err}");
+    wait_configured(&lab, &mut daemon, RENUMBERED_ADDR);
+    assert_eq!(conf_requests(&lab), gets + 1);
+    let ok = wait_until(Duration::from_secs(5), || {
+        lab.scwctl(NOBODY, &["ssh-keys", "root"]).1.is_empty()
+    });
+    assert!(ok, "a key deleted from the metadata is still printed");
+    assert!(daemon.log().contains("refresh requested by uid 0"));
+}
+
+/// A second daemon on the same socket refuses to start and leaves the
+/// first one alone.
+#[test]
+fn a_second_daemon_says_already_running() {
+    let test = "a_second_daemon_says_already_running";
+    let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
+        return;
+    };
+    let mut daemon = lab.daemon();
+    wait_configured(&lab, &mut daemon, ROUTED_ADDR);
+    let run = lab.once_with(&["-d"], &[]);
+    run.assert_exit(1);
+    assert_eq!(
+        run.stderr,
+        format!("scwd: {}: already running\n", lab.sock().display())
+    );
+    daemon.assert_running();
+    assert_eq!(lab.scwctl(0, &["get", "ID"]).0, Some(0));
+}
+
+/// Garbage, a 10 MB request, 500 connections, clients that send nothing
+/// or never read: the daemon keeps serving, stays configured, and still
+/// fetches and reconciles on time. The control process is unprivileged
+/// and chrooted like the fetcher.
+#[test]
+fn hostile_scwctl_clients_leave_the_daemon_serving() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    let test = "hostile_scwctl_clients_leave_the_daemon_serving";
+    let Some(lab) = Lab::up(test, "link-local", ROUTED, &[]) else {
+        return;
+    };
+    let mut daemon = lab.daemon();
+    wait_configured(&lab, &mut daemon, ROUTED_ADDR);
+    let parent = daemon.child.id();
+    let sock = lab.sock();
+
+    // Every child of the parent: not root, chrooted.
+    let children: Vec<u32> = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| uid_and_ppid(pid).is_some_and(|(_, ppid)| ppid == parent))
+        .collect();
+    assert_eq!(
+        children.len(),
+        2,
+        "fetcher and control process: {children:?}"
+    );
+    for pid in children {
+        assert_ne!(uid_and_ppid(pid).unwrap().0, 0, "child {pid} is root");
+        let root = fs::read_link(format!("/proc/{pid}/root")).unwrap();
+        assert_eq!(root, lab.dir.join("empty"), "child {pid} is not chrooted");
+    }
+
+    let answer = |request: &[u8]| {
+        let mut c = UnixStream::connect(&sock).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = c.write_all(request);
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        text(&out)
+    };
+    assert_eq!(
+        answer(b"\x00\xff\x1b[2J\n"),
+        "error request is not printable ASCII\n"
+    );
+    assert_eq!(
+        answer(b"show\r\n"),
+        "error request is not printable ASCII\n"
+    );
+    assert_eq!(
+        answer(&vec![b'A'; 10 << 20]),
+        "error request longer than 4096 bytes\n"
+    );
+
+    // Held open for the rest of the test: silent ones, ones that sent a
+    // request and never read the answer.
+    let mut held = Vec::new();
+    for i in 0..500 {
+        let mut c = UnixStream::connect(&sock).expect("connect");
+        if i % 2 == 0 {
+            c.write_all(b"ssh-keys root\n").unwrap();
+        }
+        held.push(c);
+    }
+    // scwctl gives up after 10 s: an answer means the flood did not stall.
+    let (code, out, err) = lab.scwctl(NOBODY, &["show"]);
+    assert_eq!(code, Some(0), "{err}\n{}", daemon.log());
+    assert!(out.contains(&format!("configured: {ROUTED_ADDR}")), "{out}");
+
+    // The fetcher and the parent never waited for any of it.
+    lab.set_fixture(RENUMBERED);
+    daemon.signal("HUP");
+    wait_configured(&lab, &mut daemon, RENUMBERED_ADDR);
+    drop(held);
+    let (code, out, _) = lab.scwctl(NOBODY, &["get", "HOSTNAME"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.trim_end(), fixture_value(RENUMBERED, &["hostname"]));
+    daemon.assert_running();
+    lab.assert_routed(LL_GATEWAY, RENUMBERED_ADDR, &daemon.log());
 }

@@ -210,6 +210,8 @@ pub struct Applier<B> {
     found: Vec<Ipv6Net>,
     /// The last foreign-route situation logged, so it is logged once.
     noted: Option<RouteStep>,
+    /// scwd's default route as the last applied plan left it.
+    our_route: Option<Ipv6Addr>,
 }
 
 impl<B: Backend> Applier<B> {
@@ -220,6 +222,7 @@ impl<B: Backend> Applier<B> {
             owned: Vec::new(),
             found: Vec::new(),
             noted: None,
+            our_route: None,
         }
     }
 
@@ -275,8 +278,15 @@ impl<B: Backend> Applier<B> {
             self.owned.clear();
             self.found.clear();
             self.noted = None;
+            self.our_route = None;
         }
         present
+    }
+
+    /// What scwd owns now, for `scwctl show`: the addresses it added and
+    /// has not removed, and its default route.
+    pub fn owned(&self) -> (&[Ipv6Net], Option<Ipv6Addr>) {
+        (&self.owned, self.our_route)
     }
 
     /// Makes the kernel hold `plan`, all or nothing: if an address or the
@@ -319,6 +329,11 @@ impl<B: Backend> Applier<B> {
         }
         changes.removed.extend(&replaced);
         self.note_route(step, plan.default_gateway);
+        self.our_route = match step {
+            RouteStep::Ours => plan.default_gateway,
+            RouteStep::Add(gw) => Some(gw),
+            RouteStep::Nothing | RouteStep::Foreign { .. } => None,
+        };
 
         // The new configuration is in place; now retire the old one.
         for r in &routes {
