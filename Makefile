@@ -53,12 +53,15 @@ INSTALL ?=	install
 INSTALL_STRIP ?=	-s
 
 install:
-	@test -f target/release/scwd || \
-	    { echo "install: target/release/scwd missing, run make first" >&2; exit 1; }
+	@for b in scwd scwctl; do test -f target/release/$$b || \
+	    { echo "install: target/release/$$b missing, run make first" >&2; exit 1; }; \
+	done
 	${INSTALL} -d ${DESTDIR}${BINDIR} ${DESTDIR}${MANDIR}/man8 \
 	    ${DESTDIR}${MANDIR}/man5 ${DESTDIR}${EXAMPLESDIR} ${DESTDIR}${RCDIR}
 	${INSTALL} ${INSTALL_STRIP} -m 555 target/release/scwd ${DESTDIR}${BINDIR}/scwd
+	${INSTALL} ${INSTALL_STRIP} -m 555 target/release/scwctl ${DESTDIR}${BINDIR}/scwctl
 	${INSTALL} -m 444 man/scwd.8 ${DESTDIR}${MANDIR}/man8/scwd.8
+	${INSTALL} -m 444 man/scwctl.8 ${DESTDIR}${MANDIR}/man8/scwctl.8
 	${INSTALL} -m 444 man/scwd.conf.5 ${DESTDIR}${MANDIR}/man5/scwd.conf.5
 	${INSTALL} -m 444 etc/scwd.conf ${DESTDIR}${EXAMPLESDIR}/scwd.conf
 	sed 's|^daemon=.*|daemon="${BINDIR}/scwd"|' rc.d/scwd \
