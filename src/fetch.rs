@@ -287,6 +287,11 @@ impl Client {
     /// answers 200 with a body of at most [`MAX_BODY`] bytes, and returns
     /// that body.
     pub fn get_conf(&self) -> Result<Vec<u8>, FetchError> {
+        self.get_conf_from().map(|(_, body)| body)
+    }
+
+    /// [`Client::get_conf`], and the URL that answered (for `scwctl show`).
+    pub fn get_conf_from(&self) -> Result<(String, Vec<u8>), FetchError> {
         self.each_endpoint(CONF_PATH, async |url| {
             let mut response = send(self.http.get(url), url).await?;
             if response.status() != StatusCode::OK {
@@ -309,7 +314,7 @@ impl Client {
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok(body)
+            Ok((url.to_string(), body))
         })
     }
 

@@ -222,13 +222,13 @@ impl fmt::Display for ConfError {
 /// the document for the control process, or why there is no document
 /// to judge.
 pub fn fetch_plan(client: &Client, interface: &str) -> Result<(Message, Report), ConfError> {
-    let body = client.get_conf().map_err(ConfError::Fetch)?;
+    let (url, body) = client.get_conf_from().map_err(ConfError::Fetch)?;
     let msg = match metadata::parse(&body) {
         Ok(meta) => make_plan(&meta, interface),
         Err(e) if e.is_transient() => return Err(ConfError::Unparsed(e)),
         Err(e) => Message::Failed(e.to_string()),
     };
-    Ok((msg, Report::Fetched(body)))
+    Ok((msg, Report::Fetched(url, body)))
 }
 
 /// A parsed document to the message for the parent: a plan, or why not.

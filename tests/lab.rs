@@ -2108,6 +2108,7 @@ fn scwctl_answers_from_memory() {
         format!("configured: {LEGACY_ADDR}"),
         format!("default route: via {LEGACY_GATEWAY}"),
         "boot signal: sent ".to_string(),
+        "from http://169.254.42.42/conf?format=json, ".to_string(),
     ] {
         assert!(out.contains(&line), "show lacks {line:?}:\n{out}");
     }

@@ -142,14 +142,14 @@ pub enum Report {
     BootSent,
     /// A boot signal attempt failed; it will be retried.
     BootFailing(String),
-    /// A metadata document, as fetched.
-    Fetched(Vec<u8>),
+    /// A metadata document, as fetched, and the URL that served it.
+    Fetched(String, Vec<u8>),
     /// A fetch failed; `true` when it will be retried.
     FetchFailed(String, bool),
 }
 
-/// Largest report frame: a whole metadata document and its tag.
-pub const MAX_REPORT: usize = MAX_BODY + 1;
+/// Largest report frame: a whole metadata document, its URL, the tag.
+pub const MAX_REPORT: usize = MAX_BODY + MAX_REPORT_TEXT + 3;
 
 /// Longest text carried in a report; longer text is cut.
 const MAX_REPORT_TEXT: usize = 1024;
@@ -171,10 +171,19 @@ fn cut(s: &str, max: usize) -> &str {
 impl Report {
     /// One frame: a big-endian u32 length, a tag, the payload.
     pub fn frame(&self) -> Vec<u8> {
+        let fetched;
         let (tag, payload): (u8, &[u8]) = match self {
             Report::BootSent => (R_BOOT_SENT, b""),
             Report::BootFailing(s) => (R_BOOT_FAILING, cut(s, MAX_REPORT_TEXT).as_bytes()),
-            Report::Fetched(body) => (R_FETCHED, &body[..body.len().min(MAX_BODY)]),
+            Report::Fetched(url, body) => {
+                // The URL's length (u16), the URL, the document.
+                let url = cut(url, MAX_REPORT_TEXT).as_bytes();
+                let mut v = (url.len() as u16).to_be_bytes().to_vec();
+                v.extend_from_slice(url);
+                v.extend_from_slice(&body[..body.len().min(MAX_BODY)]);
+                fetched = v;
+                (R_FETCHED, &fetched[..])
+            }
             Report::FetchFailed(s, true) => (R_FETCH_RETRY, cut(s, MAX_REPORT_TEXT).as_bytes()),
             Report::FetchFailed(s, false) => (R_FETCH_FAILED, cut(s, MAX_REPORT_TEXT).as_bytes()),
         };
@@ -197,7 +206,19 @@ impl Report {
         match tag {
             R_BOOT_SENT if body.is_empty() => Ok(Report::BootSent),
             R_BOOT_FAILING => text().map(Report::BootFailing),
-            R_FETCHED if body.len() <= MAX_BODY => Ok(Report::Fetched(body.to_vec())),
+            R_FETCHED => {
+                let bad = || format!("invalid document report, {} bytes", body.len());
+                let n = body.get(..2).ok_or_else(bad)?;
+                let n = usize::from(u16::from_be_bytes([n[0], n[1]]));
+                let url = body.get(2..2 + n).filter(|_| n <= MAX_REPORT_TEXT);
+                let url = url.ok_or_else(bad)?;
+                let url = String::from_utf8(url.to_vec()).map_err(|_| bad())?;
+                let doc = &body[2 + n..];
+                if doc.len() > MAX_BODY {
+                    return Err(bad());
+                }
+                Ok(Report::Fetched(url, doc.to_vec()))
+            }
             R_FETCH_RETRY => text().map(|t| Report::FetchFailed(t, true)),
             R_FETCH_FAILED => text().map(|t| Report::FetchFailed(t, false)),
             t => Err(format!("invalid report type {t}, {} bytes", body.len())),
@@ -305,7 +326,10 @@ mod tests {
         let reports = [
             Report::BootFailing("http://169.254.42.42/state: connection refused".into()),
             Report::BootSent,
-            Report::Fetched(br#"{"id": "x"}"#.to_vec()),
+            Report::Fetched(
+                "http://169.254.42.42/conf?format=json".into(),
+                br#"{"id": "x"}"#.to_vec(),
+            ),
             Report::FetchFailed("timeout".into(), true),
             Report::FetchFailed("HTTP 403".into(), false),
         ];
@@ -326,6 +350,9 @@ mod tests {
         assert!(take_frames(&mut bad).is_err());
         let mut unknown = vec![0, 0, 0, 1, 99];
         assert!(take_frames(&mut unknown).is_err());
+        // A URL length beyond the frame.
+        let mut lying = vec![0, 0, 0, 4, R_FETCHED, 0, 9, b'h'];
+        assert!(take_frames(&mut lying).is_err());
     }
 
     #[test]

@@ -45,6 +45,7 @@ enum Boot {
 #[derive(Debug)]
 struct Document {
     at: SystemTime,
+    url: String,
     size: usize,
     table: Result<Table, String>,
     keys: Vec<String>,
@@ -88,7 +89,7 @@ impl State {
                 };
                 self.boot = Boot::Failing { since, last };
             }
-            Report::Fetched(body) => {
+            Report::Fetched(url, body) => {
                 let table = Table::from_json(&body).map_err(|e| e.to_string());
                 let mut keys = Vec::new();
                 if let Ok(t) = &table {
@@ -104,6 +105,7 @@ impl State {
                 }
                 self.doc = Some(Document {
                     at: now,
+                    url,
                     size: body.len(),
                     table,
                     keys,
@@ -209,7 +211,7 @@ impl State {
             (None, None) => "not fetched yet".to_string(),
             (None, Some((at, why, retry))) => failed(*at, why, *retry),
             (Some(d), f) => {
-                let mut t = format!("fetched {}, {} bytes", utc(d.at), d.size);
+                let mut t = format!("fetched {} from {}, {} bytes", utc(d.at), d.url, d.size);
                 if let Err(e) = &d.table {
                     t.push_str(&format!(" ({e})"));
                 }
@@ -331,6 +333,8 @@ mod tests {
         }
     }
 
+    const URL: &str = "http://169.254.42.42/conf?format=json";
+
     const KEY: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIM+vlLYhGw7X7ENF3z+9Jvc3mril3C5NtGbHOCyt4eT/ me";
 
@@ -354,7 +358,10 @@ mod tests {
             "{show}"
         );
         s.report(Report::BootSent, at(30));
-        s.report(Report::Fetched(br#"{"id": "x"}"#.to_vec()), at(31));
+        s.report(
+            Report::Fetched(URL.into(), br#"{"id": "x"}"#.to_vec()),
+            at(31),
+        );
         s.status(
             status_text(
                 Some(&Plan {
@@ -377,7 +384,7 @@ mod tests {
         let show = s.show(at(100));
         for want in [
             "boot signal: sent 1970-01-01 00:00:30 UTC",
-            "metadata: fetched 1970-01-01 00:00:31 UTC, 11 bytes",
+            "metadata: fetched 1970-01-01 00:00:31 UTC from http://169.254.42.42/conf?format=json, 11 bytes",
             "plan: vio0 2001:db8::1/64, default route via fe80::1",
             "configured: 2001:db8::1/64",
             "default route: via fe80::1",
@@ -402,7 +409,10 @@ mod tests {
             Err("no metadata fetched yet".into())
         );
         s.report(
-            Report::Fetched(br#"{"id": "x", "hostname": "h", "bad": "a\nb"}"#.to_vec()),
+            Report::Fetched(
+                URL.into(),
+                br#"{"id": "x", "hostname": "h", "bad": "a\nb"}"#.to_vec(),
+            ),
             at(1),
         );
         fn get(s: &State, k: &[&str]) -> Result<String, String> {
@@ -417,7 +427,7 @@ mod tests {
             Err("NOPE: no such key in the metadata".into())
         );
         assert!(get(&s, &["BAD"]).unwrap_err().contains("control character"));
-        s.report(Report::Fetched(b"not json".to_vec()), at(3));
+        s.report(Report::Fetched(URL.into(), b"not json".to_vec()), at(3));
         assert!(
             get(&s, &["ID"])
                 .unwrap_err()
@@ -431,14 +441,14 @@ mod tests {
         let doc = format!(
             r#"{{"ssh_public_keys": [{{"key": "{KEY}"}}, {{"key": "command=\"/bin/sh\" {KEY}"}}]}}"#
         );
-        s.report(Report::Fetched(doc.into_bytes()), at(1));
+        s.report(Report::Fetched(URL.into(), doc.into_bytes()), at(1));
         fn keys(s: &State, u: &str) -> String {
             s.answer(&Request::SshKeys(u.into()), at(2)).unwrap()
         }
         assert_eq!(keys(&s, "root"), format!("{KEY}\n"));
         assert_eq!(keys(&s, "admin"), "");
         s.report(
-            Report::Fetched(br#"{"ssh_public_keys": []}"#.to_vec()),
+            Report::Fetched(URL.into(), br#"{"ssh_public_keys": []}"#.to_vec()),
             at(3),
         );
         assert_eq!(keys(&s, "root"), "", "a deleted key disappears");
@@ -447,7 +457,10 @@ mod tests {
             ..settings()
         });
         off.report(
-            Report::Fetched(format!(r#"{{"ssh_public_keys": ["{KEY}"]}}"#).into_bytes()),
+            Report::Fetched(
+                URL.into(),
+                format!(r#"{{"ssh_public_keys": ["{KEY}"]}}"#).into_bytes(),
+            ),
             at(1),
         );
         assert_eq!(
