@@ -145,6 +145,8 @@ pub fn run(settings: Settings, id: &Identity, listener: UnixListener, ends: Cont
         // SAFETY: SIG_IGN installs no handler code; always sound.
         unsafe { libc::signal(sig, libc::SIG_IGN) };
     }
+    // Held since main; pending ones are discarded now that they are ignored.
+    let _ = crate::startup::release_signals();
     // Before the chroot: on Linux it reads /proc/self/stat.
     if let Err(e) = proctitle::set("control") {
         log::warn!("control: process title: {e}");
