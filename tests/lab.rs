@@ -1905,7 +1905,7 @@ mod startup {
 
     /// Descriptors left open by whatever started scwd (here: a file, a pipe
     /// and a socket at numbers 100, 150 and 200) reach neither the parent nor
-    /// the chrooted fetcher.
+    /// its chrooted children.
     #[test]
     fn inherited_descriptors_are_closed_at_startup() {
         use std::os::fd::AsRawFd;
@@ -1942,15 +1942,16 @@ mod startup {
         };
         wait_configured(&lab, &mut daemon, ROUTED_ADDR);
         let parent = daemon.child.id();
-        let fetchers = children(parent);
-        assert_eq!(fetchers.len(), 1, "want one fetcher: {fetchers:?}");
+        // The fetcher and the control process.
+        let kids = children(parent);
+        assert_eq!(kids.len(), 2, "want two children: {kids:?}");
         let inherited = |target: &Path| {
             let t = target.to_string_lossy();
             target == marker
                 || t.starts_with("pipe:") && t.contains(&ino(pipe_r.as_raw_fd()))
                 || t.starts_with("socket:") && t.contains(&ino(sock.as_raw_fd()))
         };
-        for pid in [parent, fetchers[0]] {
+        for pid in [parent, kids[0], kids[1]] {
             let files = open_files(pid);
             assert!(!files.is_empty(), "no /proc/{pid}/fd");
             let leaked: Vec<_> = files.iter().filter(|(_, t)| inherited(t)).collect();
