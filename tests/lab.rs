@@ -880,7 +880,7 @@ fn rc_subr_pattern_matches_the_parent_alone() {
     assert_eq!(pgrep(&["-xf", &pexp]), [parent], "{}", daemon.log());
 
     // The children: the fetcher and the control process, each retitled.
-    let mut titles: Vec<(String, String)> = fs::read_dir("/proc")
+    let mut titles: Vec<(String, String, u32)> = fs::read_dir("/proc")
         .expect("read /proc")
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
@@ -889,36 +889,44 @@ fn rc_subr_pattern_matches_the_parent_alone() {
             let cmdline = fs::read(format!("/proc/{pid}/cmdline")).expect("child cmdline");
             let comm = fs::read_to_string(format!("/proc/{pid}/comm")).expect("child comm");
             assert!(pgrep(&["-xf", text(&cmdline).trim_end_matches('\0')]).contains(&pid));
-            (text(&cmdline), comm)
+            (text(&cmdline), comm, pid)
         })
         .collect();
     titles.sort();
+    let names: Vec<(&str, &str)> = titles
+        .iter()
+        .map(|(c, n, _)| (c.as_str(), n.as_str()))
+        .collect();
     assert_eq!(
-        titles,
+        names,
         [
-            ("scwd: control\0".to_string(), "scwd: control\n".to_string()),
-            ("scwd: fetcher\0".to_string(), "scwd: fetcher\n".to_string()),
+            ("scwd: control\0", "scwd: control\n"),
+            ("scwd: fetcher\0", "scwd: fetcher\n"),
         ],
         "ps shows the children as"
     );
 
-    // What still reaches the fetcher, ^C or a hangup to the foreground
+    // What still reaches a child, ^C or a hangup to the foreground
     // process group under -d or -o, is ignored: the parent decides.
-    for sig in ["INT", "HUP", "TERM"] {
-        let status = Command::new("kill")
-            .args(["-s", sig, &fetcher.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -s {sig} fetcher");
+    for &(_, _, child) in &titles {
+        for sig in ["INT", "HUP", "TERM"] {
+            let status = Command::new("kill")
+                .args(["-s", sig, &child.to_string()])
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill -s {sig} {child}");
+        }
     }
     thread::sleep(Duration::from_millis(300));
     daemon.assert_running();
-    assert_eq!(
-        uid_and_ppid(fetcher).map(|(_, ppid)| ppid),
-        Some(parent),
-        "the fetcher died of a signal sent to it\n{}",
-        daemon.log()
-    );
+    for &(_, _, child) in &titles {
+        assert_eq!(
+            uid_and_ppid(child).map(|(_, ppid)| ppid),
+            Some(parent),
+            "child {child} died of a signal sent to it\n{}",
+            daemon.log()
+        );
+    }
 
     // rcctl reload: HUP through the pattern reaches the parent, which
     // has the fetcher fetch again.

@@ -9,7 +9,8 @@
 #                                     tests/lab/strace-record.sh >src/sandbox/syscalls.record)
 #   strace-record.sh run NS CONF [daemon]
 #                                     record scwd -o -f CONF in namespace NS
-#                                     (daemon: scwd -d, SIGHUP, SIGTERM)
+#                                     (daemon: scwd -d, scwctl queries,
+#                                     SIGHUP, SIGTERM)
 #
 # Each process is known by its promises: scwd runs with -v, and
 # sandbox::pledge logs `pledge "PROMISES"` just before it installs the
@@ -27,17 +28,21 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 scwd=${SCWD:-$top/target/release/scwd}
 
-# trace NS CONF OUT [daemon]: scwd -o, or scwd -d sent SIGHUP then SIGTERM.
+# trace NS CONF OUT [daemon]: scwd -o, or scwd -d asked by scwctl, then
+# sent SIGHUP and SIGTERM.
 trace() {
-	local ns=$1 conf=$2 out=$3 tracer pid i
+	local ns=$1 conf=$2 out=$3 tracer pid i sock ctl
+	# The lab's own control socket, never the default one.
+	sock=$(dirname "$conf")/scwd.sock
+	ctl=$(dirname "$scwd")/scwctl
 	if [ "${4-}" != daemon ]; then
 		# scwd's exit status is the lab's business, not the record's.
 		ip netns exec "$ns" strace -f -qq -s 256 -o "$out" "$scwd" -v -o -f "$conf" \
-		    >/dev/null 2>&1 || true
+		    -s "$sock" >/dev/null 2>&1 || true
 		return
 	fi
 	ip netns exec "$ns" strace -f -qq -s 256 -o "$out" "$scwd" -v -d -f "$conf" \
-	    >/dev/null 2>&1 &
+	    -s "$sock" >/dev/null 2>&1 &
 	tracer=$!
 	pid=
 	for i in $(seq 50); do
@@ -47,6 +52,12 @@ trace() {
 	done
 	[ -n "$pid" ] || { kill "$tracer"; wait "$tracer" || true; return; }
 	sleep 2
+	# The control process at work: answers, a refusal, a refresh.
+	for q in show "get HOSTNAME" "ssh-keys root" "get NO_SUCH_KEY" refresh; do
+		# shellcheck disable=SC2086
+		"$ctl" -s "$sock" $q >/dev/null 2>&1 || true
+	done
+	sleep 1
 	kill -HUP "$pid"
 	sleep 1
 	kill -TERM "$pid"
@@ -138,7 +149,7 @@ run)
 	trap '"$here/lab.sh" down "$name" >/dev/null 2>&1 || true' EXIT
 	cat <<-EOF
 	# What scwd's processes call after pledge(2) on Linux x86_64: scwd -o
-	# (twice) and scwd -d with SIGHUP and SIGTERM, release and debug
+	# (twice) and scwd -d with scwctl queries, SIGHUP and SIGTERM, release and debug
 	# builds, in the namespace lab under strace -f, routed /64 fixture
 	# (tests/lab/strace-record.sh). Beside the allow-lists in seccomp.rs,
 	# one "call PROMISES NAME" a line: every call here must be allowed by
