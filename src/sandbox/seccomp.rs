@@ -616,6 +616,7 @@ const BPF_ALU_AND_K: u16 = 0x54;
 const BPF_JEQ_K: u16 = 0x15;
 const BPF_JGE_K: u16 = 0x35;
 const BPF_RET_K: u16 = 0x06;
+const BPF_JMP_JA: u16 = 0x05;
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 // struct seccomp_data: nr, arch, instruction_pointer, args[6].
@@ -686,6 +687,10 @@ fn block(alts: &[Alt], pid: u32) -> io::Result<Vec<libc::sock_filter>> {
 }
 
 /// The filter for a promise set; `pid` is this process's, for kill(2).
+/// The calls are found by a binary search on the number, not a chain
+/// of tests: the kernel walks the program once per system call number
+/// when it installs it (seccomp_cache_prepare), and a chain of a
+/// hundred calls made that walk, measured, 0.2 ms of every pledge.
 pub fn program(set: u32, pid: u32) -> io::Result<Vec<libc::sock_filter>> {
     let kill = stmt(BPF_RET_K, libc::SECCOMP_RET_KILL_PROCESS);
     let mut prog = vec![
@@ -696,21 +701,54 @@ pub fn program(set: u32, pid: u32) -> io::Result<Vec<libc::sock_filter>> {
         jump(BPF_JGE_K, X32_SYSCALL_BIT, 0, 1),
         kill,
     ];
-    for (nr, alts) in merged(set) {
-        let nr = u32::try_from(nr).expect("syscall numbers are small");
-        if alts.len() == 1 && alts[0].conds.is_empty() {
-            prog.push(jump(BPF_JEQ_K, nr, 0, 1));
-            prog.push(ret(alts[0].action));
-        } else {
-            let body = block(&alts, pid)?;
-            prog.push(jump(BPF_JEQ_K, nr, 0, jump_len(body.len())?));
-            prog.extend(body);
-            // The blocks load arguments; the next test needs nr again.
-            prog.push(stmt(BPF_LD_W_ABS, OFF_NR));
+    let calls: Vec<(u32, Vec<Alt>)> = merged(set)
+        .into_iter()
+        .map(|(nr, alts)| (u32::try_from(nr).expect("syscall numbers are small"), alts))
+        .collect();
+    prog.extend(search(&calls, pid)?);
+    Ok(prog)
+}
+
+/// Calls in a leaf of the search, tested one after the other.
+const LEAF: usize = 4;
+
+/// The search for the call number in the accumulator among `calls`
+/// (sorted): halves split by a `>=` test, a few `==` tests in each
+/// leaf, kill for a number not there. Every path ends in a return.
+fn search(calls: &[(u32, Vec<Alt>)], pid: u32) -> io::Result<Vec<libc::sock_filter>> {
+    if calls.len() <= LEAF {
+        let mut out = Vec::new();
+        for (nr, alts) in calls {
+            if alts.len() == 1 && alts[0].conds.is_empty() {
+                out.push(jump(BPF_JEQ_K, *nr, 0, 1));
+                out.push(ret(alts[0].action));
+            } else {
+                // The block returns; skipping it keeps nr loaded.
+                let body = block(alts, pid)?;
+                out.push(jump(BPF_JEQ_K, *nr, 0, jump_len(body.len())?));
+                out.extend(body);
+            }
+        }
+        out.push(stmt(BPF_RET_K, libc::SECCOMP_RET_KILL_PROCESS));
+        return Ok(out);
+    }
+    let (low, high) = calls.split_at(calls.len() / 2);
+    let high_part = search(high, pid)?;
+    let low_part = search(low, pid)?;
+    let mut out = Vec::with_capacity(2 + high_part.len() + low_part.len());
+    match u8::try_from(high_part.len()) {
+        Ok(n) => out.push(jump(BPF_JGE_K, high[0].0, 0, n)),
+        // Over a jump's 255: below goes through an unconditional jump.
+        Err(_) => {
+            out.push(jump(BPF_JGE_K, high[0].0, 1, 0));
+            let n = u32::try_from(high_part.len())
+                .map_err(|_| io::Error::other("seccomp: filter too long"))?;
+            out.push(stmt(BPF_JMP_JA, n));
         }
     }
-    prog.push(kill);
-    Ok(prog)
+    out.extend(high_part);
+    out.extend(low_part);
+    Ok(out)
 }
 
 #[cfg(target_env = "gnu")]
@@ -819,6 +857,7 @@ mod tests {
                     };
                     pc += usize::from(if hit { insn.jt } else { insn.jf });
                 }
+                BPF_JMP_JA => pc += insn.k as usize,
                 BPF_RET_K => return insn.k,
                 other => panic!("unexpected BPF code {other:#x}"),
             }
@@ -1054,6 +1093,37 @@ mod tests {
         assert!(calls > 20, "record too short");
     }
 
+    /// The search finds every call the merged lists name, with the
+    /// verdict its own block gives, and kills every other number.
+    #[test]
+    fn the_search_finds_each_call_and_only_those() {
+        let args = [NONE, [3, 0, 0, 0, 0, 0], [u64::from(PID), 9, 0, 0, 0, 0]];
+        for promises in [
+            "stdio",
+            "stdio inet",
+            "stdio route wroute",
+            "stdio unix",
+            "inet",
+        ] {
+            let set = parse(promises).unwrap();
+            let prog = program(set, PID).unwrap();
+            let calls = merged(set);
+            for nr in 0..1024 {
+                for a in args {
+                    let want = match calls.get(&nr) {
+                        None => KILL,
+                        Some(alts) if alts.len() == 1 && alts[0].conds.is_empty() => {
+                            run(&[ret(alts[0].action)], AUDIT_ARCH_X86_64, nr, a)
+                        }
+                        Some(alts) => run(&block(alts, PID).unwrap(), AUDIT_ARCH_X86_64, nr, a),
+                    };
+                    let got = run(&prog, AUDIT_ARCH_X86_64, nr, a);
+                    assert_eq!(got, want, "{promises}: call {nr} {a:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn every_block_fits_its_jumps() {
         let all = parse("stdio inet unix route wroute").unwrap();
@@ -1063,6 +1133,12 @@ mod tests {
             if insn.code == BPF_JEQ_K || insn.code == BPF_JGE_K {
                 let far = i + 1 + usize::from(insn.jt.max(insn.jf));
                 assert!(far < prog.len(), "jump past the end at {i}");
+            }
+            if insn.code == BPF_JMP_JA {
+                assert!(
+                    i + 1 + (insn.k as usize) < prog.len(),
+                    "jump past the end at {i}"
+                );
             }
         }
         assert_eq!(prog.last().map(|i| i.k), Some(KILL));
