@@ -3,9 +3,9 @@
 //!
 //! The startup sequence, top to bottom: inherited descriptors closed and
 //! SIGHUP/SIGINT/SIGTERM held, flags, configuration and the checks a
-//! start makes of it (`-n` stops there), root check, logging, everything
-//! privileged opened, detach, fork the fetcher, narrow the parent to
-//! `stdio route wroute`, serve.
+//! start makes of it (`-n` stops there), root check, logging, detach,
+//! fork the fetcher; in the parent, everything privileged opened, then
+//! narrowed to `stdio route wroute`, serve.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -158,11 +158,6 @@ fn run(conf: &Config, flags: &Flags, foreground: bool) -> Result<Exit, String> {
         control::socket::listen(&socket).map(Some)
     }
     .map_err(|e| format!("{}: {e}", socket.display()))?;
-    // Every privileged descriptor is opened now, while scwd is whole root,
-    // and the routing table read: an interface that does not exist yet
-    // is no error (the parent waits for it after the boot signal).
-    let backend = SystemBackend::open(&conf.interface).map_err(|e| e.to_string())?;
-    let applier = Applier::adopt(backend);
 
     let ready = if foreground {
         None
@@ -177,7 +172,7 @@ fn run(conf: &Config, flags: &Flags, foreground: bool) -> Result<Exit, String> {
                 control::links().map_err(|e| format!("socketpair: {e}"))?;
             match privsep::fork().map_err(|e| format!("fork: {e}"))? {
                 Forked::Child => {
-                    drop((ready, applier, to_control, reports));
+                    drop((ready, to_control, reports));
                     let settings = control::state::Settings::from(conf);
                     std::process::exit(control::run(settings, &id, listener, ends));
                 }
@@ -188,8 +183,7 @@ fn run(conf: &Config, flags: &Flags, foreground: bool) -> Result<Exit, String> {
     let (parent_end, child_end) = Channel::pair().map_err(|e| format!("socketpair: {e}"))?;
     match privsep::fork().map_err(|e| format!("fork: {e}"))? {
         Forked::Child => {
-            // The fetcher gets none of the parent's privileged descriptors.
-            drop((parent_end, ready, applier, to_control));
+            drop((parent_end, ready, to_control));
             std::process::exit(fetcher::run(
                 conf, &id, child_end, reports, flags.once, start,
             ));
@@ -198,6 +192,12 @@ fn run(conf: &Config, flags: &Flags, foreground: bool) -> Result<Exit, String> {
             drop((child_end, reports));
             let signals = SignalPipe::install().map_err(|e| format!("signals: {e}"))?;
             startup::release_signals().map_err(|e| format!("sigprocmask: {e}"))?;
+            // The privileged descriptors are opened and the routing table
+            // read here, still whole root: the fetcher never holds them,
+            // and its boot signal does not wait for them. An interface
+            // that does not exist yet is no error (the parent waits for it).
+            let backend = SystemBackend::open(&conf.interface).map_err(|e| e.to_string())?;
+            let applier = Applier::adopt(backend);
             // The parent needs no file at all from here on.
             sandbox::unveil_lock().map_err(|e| format!("unveil: {e}"))?;
             // stdio: the socketpair, the routing socket (written as root,
