@@ -485,6 +485,18 @@ impl Daemon {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGTERM, then the exit status 0 scwd owes it within `limit`.
+    fn terminate(&mut self, limit: Duration, what: &str) {
+        self.signal("TERM");
+        let status = wait_child(&mut self.child, limit);
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "{what} after SIGTERM\n{}",
+            self.log()
+        );
+    }
+
     fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
             panic!("scwd -d exited: {status}\n{}", self.log());
@@ -808,14 +820,7 @@ fn sigterm_exits_0_leaving_the_configuration() {
     let mut daemon = lab.daemon();
     wait_configured(&lab, &mut daemon, ROUTED_ADDR);
     let configured = lab.snapshot();
-    daemon.signal("TERM");
-    let status = wait_child(&mut daemon.child, Duration::from_secs(5));
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "scwd -d after SIGTERM\n{}",
-        daemon.log()
-    );
+    daemon.terminate(Duration::from_secs(5), "scwd -d");
     assert_eq!(lab.snapshot(), configured, "{}", daemon.log());
 }
 
@@ -1318,14 +1323,7 @@ fn the_process_speaking_http_is_unprivileged_and_chrooted() {
     );
 
     wait_configured(&lab, &mut daemon, ROUTED_ADDR);
-    daemon.signal("TERM");
-    let status = wait_child(&mut daemon.child, Duration::from_secs(5));
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "parent after SIGTERM\n{}",
-        daemon.log()
-    );
+    daemon.terminate(Duration::from_secs(5), "parent");
     let gone = wait_until(Duration::from_secs(3), || {
         !Path::new(&format!("/proc/{fetcher}")).exists()
     });
@@ -1389,9 +1387,7 @@ fn every_process_runs_under_the_seccomp_filter() {
         );
     }
     daemon.assert_running();
-    daemon.signal("TERM");
-    let status = wait_child(&mut daemon.child, Duration::from_secs(5));
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", daemon.log());
+    daemon.terminate(Duration::from_secs(5), "scwd -d");
 }
 
 /// The strace record beside the allow-lists (src/sandbox/syscalls.record)
@@ -1812,9 +1808,7 @@ mod startup {
                 daemon.log()
             );
             wait_configured(&lab, &mut daemon, ROUTED_ADDR);
-            daemon.signal("TERM");
-            let status = wait_child(&mut daemon.child, Duration::from_secs(10));
-            assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", daemon.log());
+            daemon.terminate(Duration::from_secs(10), "scwd -d");
         }
     }
 
